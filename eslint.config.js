@@ -1,0 +1,51 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', '.mesh/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    languageOptions: {
+      parserOptions: { project: './tsconfig.test.json', tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            'fs',
+            'fs/promises',
+            'path',
+            'os',
+            'crypto',
+            'child_process',
+            'net',
+            'http',
+            'events',
+            'stream',
+            'util',
+            'zlib',
+            'url',
+            'worker_threads',
+            'assert',
+            'timers',
+            'module',
+          ].map((name) => ({ name, message: 'Use the node: protocol.' })),
+        },
+      ],
+    },
+  },
+  {
+    // Only the CLI, scripts, benchmarks and test fixtures talk to a terminal; everything else logs.
+    files: ['src/**/*.ts'],
+    ignores: ['src/cli/**', 'src/mesh.ts'],
+    rules: { 'no-console': 'error' },
+  },
+);
