@@ -102,6 +102,9 @@ export const gCounter: CrdtType<GCounter, number> & {
   isEmpty: (c) => c.length === 0,
   merge: mergeCounters,
   equals: equalCounters,
+  visit(c, v) {
+    for (let i = 0; i < c.length; i += 2) v.writer(c[i] as string);
+  },
   value: counterValue,
   toWire: (c) => c.slice(),
   fromWire: (w, limits) => counterFromWire(w, limits, 'G-Counter'),

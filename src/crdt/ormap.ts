@@ -77,6 +77,10 @@ export function orMap<S, V>(
       }
       return true;
     },
+    visit(m, v) {
+      orSet.visit(m.keys, v);
+      for (const [, s] of m.vals) inner.visit(s, v);
+    },
     value(m) {
       const out: Record<string, V> = {};
       for (const [k, s] of m.vals) if (setHas(m.keys, k)) out[k] = inner.value(s);

@@ -130,6 +130,9 @@ export const orSet: CrdtType<OrSet, string[]> & {
       if (cmpEntry(a.entries[i] as OrSetEntry, b.entries[i] as OrSetEntry) !== 0) return false;
     return true;
   },
+  visit(s, v) {
+    for (const x of s.entries) v.writer(x[1]);
+  },
   value: setValues,
   toWire: (s) => [s.entries.map((x) => [x[0], x[1], x[2]]), contextToWire(s.ctx)],
   fromWire(w, limits) {

@@ -30,6 +30,10 @@ export const pnCounter: CrdtType<PNCounter, number> & { add: typeof add } = {
     return p === a.p && n === a.n ? a : { p, n };
   },
   equals: (a, b) => gCounter.equals(a.p, b.p) && gCounter.equals(a.n, b.n),
+  visit(c, v) {
+    gCounter.visit(c.p, v);
+    gCounter.visit(c.n, v);
+  },
   value: (c) => counterValue(c.p) - counterValue(c.n),
   toWire: (c) => [c.p.slice(), c.n.slice()],
   fromWire(w, limits) {

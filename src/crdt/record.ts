@@ -1,5 +1,5 @@
 import { invalid } from './errors.js';
-import type { CrdtLimits, CrdtType } from './type.js';
+import type { CrdtLimits, CrdtType, StateVisitor } from './type.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- field maps hold CRDT types of any state */
 type AnyCrdt = CrdtType<any, any>;
@@ -98,6 +98,13 @@ export class RecordSchema<F extends FieldMap = FieldMap> implements CrdtType<Rec
       if (!t.equals(x, y)) return false;
     }
     return true;
+  }
+
+  visit(s: RecordState, v: StateVisitor): void {
+    for (let i = 0; i < this.types.length; i++) {
+      const x = s[i];
+      if (x !== undefined) (this.types[i] as CrdtType<unknown>).visit(x, v);
+    }
   }
 
   value(s: RecordState): RecordValue<F> {

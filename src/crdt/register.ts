@@ -55,6 +55,11 @@ export function latticeRegister<V>(
       if (a === undefined || b === undefined) return false;
       return a.t === b.t && a.w === b.w && deepEqual(a.v, b.v);
     },
+    visit(s, v) {
+      if (s === undefined) return;
+      v.writer(s.w);
+      v.timestamp(s.t);
+    },
     value: (s) => s?.v,
     toWire: (s): RegisterWire => (s === undefined ? null : [s.v, s.t, s.w]),
     fromWire(w, limits) {

@@ -13,12 +13,23 @@ export interface CrdtType<S, V = unknown> {
   isEmpty(s: S): boolean;
   merge(a: S, b: S): S;
   equals(a: S, b: S): boolean;
+  /**
+   * Reports who wrote what a state carries: every origin whose own slots, dots or register writes
+   * it contains, and every clock reading. Replicas use it to check that a delta only carries
+   * writes by its origin and no timestamp from too far in the future.
+   */
+  visit(s: S, visitor: StateVisitor): void;
   /** The plain value users see. */
   value(s: S): V;
   /** Canonical plain form (arrays in a fixed order) for msgpack; equal states give equal forms. */
   toWire(s: S): unknown;
   /** Validating inverse of toWire: throws InvalidStateError or LimitExceededError. */
   fromWire(w: unknown, limits?: CrdtLimits): S;
+}
+
+export interface StateVisitor {
+  writer(origin: string): void;
+  timestamp(t: number): void;
 }
 
 export interface CrdtLimits {
