@@ -4,3 +4,4 @@ export * from './digest.js';
 export * from './entry-hash.js';
 export * from './merkle.js';
 export * from './replica.js';
+export * from './durable.js';

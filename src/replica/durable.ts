@@ -1,0 +1,128 @@
+import { decodeMsgpack, encodeMsgpack } from '../codec/index.js';
+import { DotSet, type RecordSchema, type RecordState } from '../crdt/index.js';
+import { DurableStore, type OpenOptions } from '../store/index.js';
+import { logger } from '../util/log.js';
+import type { Delta } from './delta.js';
+import type { Replica } from './replica.js';
+
+const log = logger('mesh:replica');
+
+const META_DOTS = 'dots';
+const META_HLC = 'hlc';
+
+/**
+ * Binds a Replica to its node's DurableStore. At open it loads every record and the seen dots;
+ * afterwards every change (local or remote) is persisted, and a local mutation is acknowledged
+ * only once the LevelDB batch holding it was written with `sync: true`.
+ *
+ * Changes made in one turn of the event loop are coalesced into one store write: a record
+ * touched many times is written once, and the dots and the HLC high-water mark ride in the same
+ * atomic batch as the records they describe. Because that write is enqueued before any later
+ * one, the persisted dots never claim a change whose record did not reach disk.
+ */
+export class DurableReplica {
+  private readonly pending = new Set<string>();
+  private flushScheduled = false;
+  private current: Promise<void> | undefined;
+  private resolveCurrent: (() => void) | undefined;
+  private rejectCurrent: ((err: unknown) => void) | undefined;
+  private readonly unsubscribe: () => void;
+  private failed: unknown;
+
+  private constructor(
+    readonly replica: Replica,
+    readonly store: DurableStore,
+  ) {
+    this.unsubscribe = replica.events.on('change', (e) => this.schedule(e.key));
+  }
+
+  /**
+   * Opens the store in `dir`, validating every record that is about to be written with the
+   * replica's schemas and limits (nothing undecodable reaches disk), and loads its contents.
+   */
+  static async open(
+    replica: Replica,
+    dir: string,
+    options: Omit<OpenOptions, 'validate'> = {},
+  ): Promise<{ durable: DurableReplica; loaded: number }> {
+    const store = await DurableStore.open(dir, {
+      ...options,
+      validate: (key, value) => {
+        replica.decodeRecord(key, value);
+      },
+    });
+    try {
+      const dotsBytes = await store.getMeta(META_DOTS);
+      const hlcBytes = await store.getMeta(META_HLC);
+      const dots = dotsBytes === undefined ? undefined : DotSet.fromWire(decodeMsgpack(dotsBytes));
+      let loaded = 0;
+      for await (const batch of store.recordBatches()) loaded += replica.load(batch, undefined);
+      if (dots) replica.observeDots(dots);
+      if (hlcBytes !== undefined) replica.clock.observe(Math.min(decodeMsgpack<number>(hlcBytes), replica.clock.now()));
+      if (store.recovery.dataLoss) {
+        log.warn({ messages: store.recovery.messages }, 'LevelDB reported dropped log records; peers will resync us');
+      }
+      return { durable: new DurableReplica(replica, store), loaded };
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  /** A local mutation, resolved with its delta once it is durable. */
+  async mutate(key: string, build: (current: RecordState, schema: RecordSchema) => RecordState): Promise<Delta> {
+    const delta = this.replica.mutate(key, build);
+    // A mutation that changed nothing still advanced our seq: persist the dots anyway.
+    if (!this.flushScheduled) this.schedule(undefined);
+    await this.current;
+    return delta;
+  }
+
+  /** Resolves once every change so far is durable. */
+  async flush(): Promise<void> {
+    await this.current;
+    await this.store.flush();
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    await this.flush().catch(() => {});
+    await this.store.close();
+  }
+
+  private schedule(key: string | undefined): void {
+    if (key !== undefined) this.pending.add(key);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    this.current = new Promise<void>((resolve, reject) => {
+      this.resolveCurrent = resolve;
+      this.rejectCurrent = reject;
+    });
+    // Never leave a rejected acknowledgement promise unobserved when nobody awaited it.
+    this.current.catch(() => {});
+    queueMicrotask(() => this.writePending());
+  }
+
+  private writePending(): void {
+    const resolve = this.resolveCurrent as () => void;
+    const reject = this.rejectCurrent as (err: unknown) => void;
+    this.flushScheduled = false;
+    if (this.failed !== undefined) {
+      reject(this.failed);
+      return;
+    }
+    const records: Array<[string, Uint8Array]> = [];
+    for (const key of this.pending) records.push([key, this.replica.encodeRecord(key)]);
+    this.pending.clear();
+    const meta: Array<[string, Uint8Array]> = [
+      [META_DOTS, encodeMsgpack(this.replica.dots.toWire())],
+      [META_HLC, encodeMsgpack(this.replica.clock.current)],
+    ];
+    this.store.write({ records, meta }).then(resolve, (err: unknown) => {
+      // A failed durable write means memory is ahead of disk: refuse further acknowledgements.
+      this.failed = err;
+      log.error({ err }, 'durable write failed; no further mutations will be acknowledged');
+      reject(err);
+    });
+  }
+}
