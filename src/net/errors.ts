@@ -22,6 +22,8 @@ export const NetErrorCode = {
   DIAL_FAILED: 'DIAL_FAILED',
   /** The connection gater refused the peer. */
   DENIED: 'DENIED',
+  /** libp2p could not listen on a configured address (in use, unsupported, not local). */
+  LISTEN_FAILED: 'LISTEN_FAILED',
   /** The host is stopped (or stopping). */
   HOST_STOPPED: 'HOST_STOPPED',
   /** A multiaddr or peer id string could not be parsed. */
@@ -32,6 +34,8 @@ export const NetErrorCode = {
   INVALID_PSK: 'INVALID_PSK',
   /** Publishing a pubsub message failed. */
   PUBLISH_FAILED: 'PUBLISH_FAILED',
+  /** An inbound session handler threw something that is not a NetError. */
+  HANDLER_FAILED: 'HANDLER_FAILED',
   /** A handler is already registered for the protocol. */
   ALREADY_HANDLED: 'ALREADY_HANDLED',
 } as const;
@@ -63,10 +67,15 @@ export function errorFromSignal(signal: AbortSignal, what: string): NetError {
 }
 
 /**
- * Map an error thrown by libp2p while dialling or opening a stream onto a NetError. `signal` is the
- * signal the operation ran under; when it has fired its reason decides between STREAM_TIMEOUT and ABORTED.
+ * Map an error thrown by libp2p onto a NetError. `signal` is the signal the operation ran under; when it
+ * has fired its reason decides between STREAM_TIMEOUT and ABORTED. Unrecognised errors get `fallback`.
  */
-export function toNetError(err: unknown, what: string, signal?: AbortSignal): NetError {
+export function toNetError(
+  err: unknown,
+  what: string,
+  signal?: AbortSignal,
+  fallback: NetErrorCode = 'DIAL_FAILED',
+): NetError {
   if (err instanceof NetError) return err;
   if (signal?.aborted === true) return errorFromSignal(signal, what);
   const name = errorName(err);
@@ -102,6 +111,6 @@ export function toNetError(err: unknown, what: string, signal?: AbortSignal): Ne
     case 'InvalidParametersError':
       return new NetError('INVALID_ADDRESS', `${what}: ${message}`, { cause: err });
     default:
-      return new NetError('DIAL_FAILED', `${what}: ${message}`, { cause: err });
+      return new NetError(fallback, `${what}: ${message}`, { cause: err });
   }
 }

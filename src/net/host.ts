@@ -3,6 +3,7 @@ import { yamux } from '@chainsafe/libp2p-yamux';
 import { bootstrap } from '@libp2p/bootstrap';
 import { identify } from '@libp2p/identify';
 import type { Identify } from '@libp2p/identify';
+import { isPeerId } from '@libp2p/interface';
 import type { Connection, Libp2p, PeerId, PeerInfo, PrivateKey } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
 import { peerIdFromString } from '@libp2p/peer-id';
@@ -96,6 +97,8 @@ export interface MeshHost {
   /** Remember addresses for a peer (e.g. from its node record) and keep a connection to it, bounded. */
   addKnownAddresses(peerId: string, multiaddrs: string[]): Promise<boolean>;
   knownPeers(): string[];
+  /** Stop keeping a connection to this peer (an open connection is left alone). */
+  forgetPeer(peerId: string): void;
   /** Round-trip time to a connected peer in ms (libp2p ping: integer ms, Date.now() resolution). */
   ping(peerId: string, options?: { signal?: AbortSignal }): Promise<number>;
   handle(protocol: string, handler: SessionHandler, options?: HandleOptions): Promise<void>;
@@ -131,6 +134,12 @@ function parsePeerId(id: string): PeerId {
   } catch (err) {
     throw new NetError('INVALID_ADDRESS', `invalid peer id: ${id}`, { cause: err });
   }
+}
+
+/** A multiaddr (string starting with '/', or object) or a peer id string. */
+function parseTarget(target: string | Multiaddr, what: string): PeerId | Multiaddr {
+  if (typeof target !== 'string') return target;
+  return target.startsWith('/') ? (parseAddrs([target], what)[0] as Multiaddr) : parsePeerId(target);
 }
 
 /** Build and start a libp2p 3 host for the mesh. */
@@ -198,10 +207,13 @@ export async function createHost(options: HostOptions = {}): Promise<MeshHost> {
     });
   } catch (err) {
     if (err instanceof NetError) throw err;
-    const e = toNetError(err, 'libp2p start');
-    throw new NetError(e.code === 'DIAL_FAILED' ? 'INVALID_ADDRESS' : e.code, `could not start libp2p: ${e.message}`, {
-      cause: err,
-    });
+    const name = err instanceof Error ? err.name : '';
+    const message = (err instanceof Error ? err.message : String(err))
+      .split('\n')
+      .filter((line) => !/^\s+at /.test(line) && line.trim() !== '')
+      .join(' ');
+    const code = /Listen/.test(name) ? 'LISTEN_FAILED' : 'INVALID_ADDRESS';
+    throw new NetError(code, `could not start libp2p: ${message}`, { cause: err });
   }
   return new Host(libp2p, log, denied, bootstrapAddrs, options, dialTimeoutMs).init();
 }
@@ -277,17 +289,16 @@ class Host implements MeshHost {
 
   async dial(target: string | Multiaddr, options: { signal?: AbortSignal; keep?: boolean } = {}): Promise<string> {
     this.#assertRunning();
-    const t = typeof target === 'string' ? (target.startsWith('/') ? parseAddrs([target], 'dial')[0] : target) : target;
-    const dialTarget = typeof t === 'string' ? parsePeerId(t) : (t as Multiaddr);
+    const dialTarget = parseTarget(target, 'dial');
     const signal = options.signal;
     let conn: Connection;
     try {
       conn = await this.libp2p.dial(dialTarget, signal === undefined ? {} : { signal });
     } catch (err) {
-      throw toNetError(err, `dial ${typeof target === 'string' ? target : target.toString()}`, signal);
+      throw toNetError(err, `dial ${target.toString()}`, signal);
     }
     if (options.keep === true) {
-      const addrs = typeof t === 'string' ? [] : [t as Multiaddr];
+      const addrs = isPeerId(dialTarget) ? [] : [stripP2p(dialTarget)];
       await this.#maintainer.add(conn.remotePeer, addrs, 'learned');
     }
     return conn.remotePeer.toString();
@@ -322,6 +333,10 @@ class Host implements MeshHost {
     return this.#maintainer.known();
   }
 
+  forgetPeer(peerId: string): void {
+    this.#maintainer.remove(peerId);
+  }
+
   async ping(peerId: string, options: { signal?: AbortSignal } = {}): Promise<number> {
     this.#assertRunning();
     const signal = options.signal ?? AbortSignal.timeout(5_000);
@@ -343,9 +358,7 @@ class Host implements MeshHost {
 
   async openSession(peer: string | Multiaddr, protocol: string, options?: OpenSessionOptions): Promise<Session> {
     this.#assertRunning();
-    const target =
-      typeof peer === 'string' ? (peer.startsWith('/') ? parseAddrs([peer], 'session')[0] : parsePeerId(peer)) : peer;
-    return this.#sessions.open(target as PeerId | Multiaddr, protocol, options);
+    return this.#sessions.open(parseTarget(peer, 'session'), protocol, options);
   }
 
   streamStats(): Record<string, ProtocolStats> {

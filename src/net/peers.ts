@@ -34,6 +34,11 @@ export interface MaintainerOptions {
   maxBackoffMs?: number;
   /** Per-dial deadline. Default 5 s. */
   dialTimeoutMs?: number;
+  /**
+   * Forget a peer known only from a past connection or from mDNS after this many consecutive failed
+   * dials (bootstrap and learned peers are kept until removed). Default 20 (~8 min at the 30 s cap).
+   */
+  forgetAfterFailures?: number;
 }
 
 interface KnownPeer {
@@ -64,6 +69,7 @@ export class PeerMaintainer {
   readonly #minBackoff: number;
   readonly #maxBackoff: number;
   readonly #dialTimeout: number;
+  readonly #forgetAfter: number;
   readonly #stop = new AbortController();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
@@ -97,6 +103,7 @@ export class PeerMaintainer {
     this.#minBackoff = options.minBackoffMs ?? 200;
     this.#maxBackoff = options.maxBackoffMs ?? 30_000;
     this.#dialTimeout = options.dialTimeoutMs ?? 5_000;
+    this.#forgetAfter = options.forgetAfterFailures ?? 20;
   }
 
   start(): void {
@@ -297,6 +304,14 @@ export class PeerMaintainer {
         (err: unknown) => {
           entry.attempts++;
           entry.nextAt = Date.now() + this.#backoff(entry.attempts);
+          if (
+            (entry.source === 'connected' || entry.source === 'discovered') &&
+            entry.attempts >= this.#forgetAfter &&
+            this.#known.get(entry.key) === entry
+          ) {
+            this.#known.delete(entry.key);
+            this.#log.debug({ peer: entry.key, attempts: entry.attempts }, 'forgetting unreachable peer');
+          }
           this.#log.debug(
             { peer: entry.key, attempts: entry.attempts, retryInMs: entry.nextAt - Date.now(), err: errMsg(err) },
             'dial to known peer failed',

@@ -273,7 +273,7 @@ export class Session {
     try {
       ready = this.#stream.send(new Uint8ArrayList(header, frame));
     } catch (err) {
-      throw this.#fail(toNetError(err, 'send'));
+      throw this.#fail(toNetError(err, 'send', undefined, 'STREAM_CLOSED'));
     }
     const n = header.byteLength + frame.byteLength;
     this.#bytesSent += n;
@@ -313,7 +313,9 @@ export class Session {
     try {
       await this.#stream.close({ signal });
     } catch (err) {
-      const e = signal.aborted ? errorFromSignal(signal, 'close') : toNetError(err, 'close');
+      const e = signal.aborted
+        ? errorFromSignal(signal, 'close')
+        : toNetError(err, 'close', undefined, 'STREAM_CLOSED');
       this.#fail(e);
       this.#stream.abort(e);
       return;
@@ -403,7 +405,9 @@ export class Session {
     try {
       await this.#stream.onDrain({ signal });
     } catch (err) {
-      throw this.#abortWith(signal.aborted ? errorFromSignal(signal, 'send') : toNetError(err, 'send'));
+      throw this.#abortWith(
+        signal.aborted ? errorFromSignal(signal, 'send') : toNetError(err, 'send', undefined, 'STREAM_CLOSED'),
+      );
     } finally {
       cleanup();
     }
@@ -546,9 +550,14 @@ export class SessionRegistry {
             await handler(session, remotePeer);
             await session.close();
           } catch (err) {
-            const e = toNetError(err, `${protocol} handler`);
+            const e =
+              err instanceof NetError
+                ? err
+                : new NetError('HANDLER_FAILED', `${protocol} handler failed: ${(err as Error).message}`, {
+                    cause: err,
+                  });
             this.#log.debug({ err, remote: remotePeer, protocol, code: e.code }, 'inbound session failed');
-            session.abort(err instanceof NetError ? err : e);
+            session.abort(e);
           } finally {
             clearTimeout(deadline);
             this.#active.delete(session);

@@ -87,14 +87,16 @@ describe('net host', () => {
     });
   });
 
-  test('pubsub rejects oversized payloads on publish and on receipt, and keeps delivering afterwards', async (t) => {
+  test('pubsub rejects oversized and validator-rejected messages, and keeps delivering afterwards', async (t) => {
     const signal = deadline(t.signal, 10_000);
     await withHosts(async (start) => {
       const small = await start({ pubsub: { maxMessageSize: 64 } });
       const big = await start({ bootstrap: small.multiaddrs(), pubsub: { maxMessageSize: 4096 } });
       const topic = 'limits';
       const got: PubsubMessage[] = [];
-      small.pubsub.subscribe(topic, (m) => got.push(m));
+      small.pubsub.subscribe(topic, (m) => got.push(m), {
+        validate: (m) => (m.data[0] === 0xff ? 'reject' : 'accept'),
+      });
       big.pubsub.subscribe(topic, () => {});
       await waitFor(() => big.pubsub.subscribers(topic).includes(small.peerId), signal, 'subscription');
 
@@ -102,9 +104,12 @@ describe('net host', () => {
       const r = await big.pubsub.publish(topic, new Uint8Array(1000));
       assert.equal(r.recipients, 1, 'sent to the small host');
       await waitFor(() => small.pubsub.stats().rejectedTooLarge === 1, signal, 'oversized message rejected');
+      await big.pubsub.publish(topic, new Uint8Array([0xff, 1]));
+      await waitFor(() => small.pubsub.stats().rejectedByValidator === 1, signal, 'validator rejection');
       await big.pubsub.publish(topic, new Uint8Array([7]));
       await waitFor(() => got.length === 1, signal, 'small message delivered');
       assert.deepEqual(got[0]?.data, new Uint8Array([7]));
+      assert.equal(got.length, 1, 'neither the oversized nor the rejected message was delivered');
     });
   });
 
@@ -223,6 +228,16 @@ describe('net host', () => {
       assert.equal(a.multiaddrs()[0], addr, 'same address and peer id');
       await waitFor(() => b.connectedPeers().includes(a.peerId) && connects === 1, signal, 'B reconnects to A');
       await waitFor(() => a.connectedPeers().includes(b.peerId), signal, 'restarted A sees B');
+    });
+  });
+
+  test('bad listen and bootstrap addresses fail with typed errors', async () => {
+    await withHosts(async (start) => {
+      const a = await start();
+      await assert.rejects(start({ listen: [`/ip4/127.0.0.1/tcp/${tcpPort(a)}`] }), (e) =>
+        isNetError(e, 'LISTEN_FAILED'),
+      );
+      await assert.rejects(start({ bootstrap: ['not a multiaddr'] }), (e) => isNetError(e, 'INVALID_ADDRESS'));
     });
   });
 
