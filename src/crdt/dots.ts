@@ -78,6 +78,41 @@ export class DotSet {
     return out;
   }
 
+  /** How many dots of `other` have not been seen here. */
+  countMissing(other: DotSet): number {
+    let n = 0;
+    for (const [o, s] of other.seen) {
+      const mine = this.seen.get(o);
+      const base = mine?.base ?? 0;
+      if (s.base > base) {
+        n += s.base - base;
+        // Our exceptions inside (base, s.base] were seen after all.
+        if (mine) for (const x of mine.extra) if (x <= s.base) n--;
+      }
+      for (const x of s.extra) if (!this.has(o, x)) n++;
+    }
+    return n;
+  }
+
+  /** Ranges [origin, from, to] of dots seen by `other` but not here (at most `max` ranges). */
+  missingRanges(other: DotSet, max = 1024): Array<[string, number, number]> {
+    const out: Array<[string, number, number]> = [];
+    for (const o of other.seen.keys()) {
+      const top = other.max(o);
+      let from = 0;
+      for (let x = this.base(o) + 1; x <= top + 1; x++) {
+        const missing = x <= top && other.has(o, x) && !this.has(o, x);
+        if (missing && from === 0) from = x;
+        if (!missing && from !== 0) {
+          out.push([o, from, x - 1]);
+          from = 0;
+          if (out.length >= max) return out;
+        }
+      }
+    }
+    return out;
+  }
+
   /** Has every dot of `other` been seen here? */
   covers(other: DotSet): boolean {
     for (const [o, s] of other.seen) {

@@ -5,3 +5,4 @@ export * from './entry-hash.js';
 export * from './merkle.js';
 export * from './replica.js';
 export * from './durable.js';
+export * from './bloom.js';

@@ -1,0 +1,478 @@
+import { decode, encode } from '../codec/index.js';
+import { DotSet } from '../crdt/index.js';
+import type { MeshHost, Session } from '../net/index.js';
+import {
+  BloomSummary,
+  bloomOf,
+  type DeltaWire,
+  MERKLE_FANOUT,
+  merkleDiff,
+  missingFrom,
+  PolicyError,
+  type Replica,
+} from '../replica/index.js';
+import { type Logger, logger } from '../util/log.js';
+import type { DeltaLog } from './delta-log.js';
+import { protocolError, SyncError, SyncErrorCode } from './errors.js';
+import {
+  expect,
+  type Hello,
+  nodeFromWire,
+  nodeToWire,
+  parseMessage,
+  type Records,
+  SYNC_LIMITS,
+  SYNC_PROTOCOL,
+  SYNC_VERSION,
+  type SyncMessage,
+} from './messages.js';
+
+export type Strategy = 'none' | 'gaps' | 'merkle' | 'bloom';
+export type StrategyChoice = 'adaptive' | Exclude<Strategy, 'none'>;
+
+export interface SyncReport {
+  peer: string;
+  strategy: Strategy;
+  /** Estimated number of differing records before the exchange. */
+  estimate: number;
+  rounds: number;
+  bytesSent: number;
+  bytesReceived: number;
+  recordsSent: number;
+  recordsReceived: number;
+  recordBytesReceived: number;
+  recordBytesSent: number;
+  deltasReceived: number;
+  /** Keys found differing by the Merkle pass. */
+  differing: number;
+  durationMs: number;
+}
+
+export interface StrategyStats {
+  sessions: number;
+  bytesSent: number;
+  bytesReceived: number;
+  rounds: number;
+  recordsSent: number;
+  recordsReceived: number;
+}
+
+export interface SyncStats {
+  initiated: number;
+  served: number;
+  failures: number;
+  rejectedRecords: Record<string, number>;
+  byStrategy: Record<Strategy, StrategyStats>;
+}
+
+export interface SyncProtocolOptions {
+  replica: Replica;
+  host: MeshHost;
+  deltaLog: DeltaLog;
+  bloomFpRate?: number;
+  /** Target encoded size of one record chunk. */
+  chunkBytes?: number;
+  /** Use gap repair by dots when at most this many dots are missing (in both directions). */
+  gapLimit?: number;
+  log?: Logger;
+}
+
+const emptyStrategyStats = (): StrategyStats => ({
+  sessions: 0,
+  bytesSent: 0,
+  bytesReceived: 0,
+  rounds: 0,
+  recordsSent: 0,
+  recordsReceived: 0,
+});
+
+/** Bytes of one inner node on the wire (16 child hashes) plus framing. */
+const INNER_NODE_BYTES = MERKLE_FANOUT * 16 + 8;
+/** Bytes per leaf entry (key of ~20 characters plus a 16-byte entry hash plus framing). */
+const LEAF_ENTRY_BYTES = 42;
+
+/**
+ * Expected bytes to find d differences among n keys by Merkle descent: at level l at most
+ * min(d, 16^l) nodes differ and each costs one inner node, then every differing leaf ships its
+ * entries (about n / 16^depth of them).
+ */
+export function merkleCost(d: number, n: number, depth: number): number {
+  if (d <= 0) return INNER_NODE_BYTES;
+  let bytes = 0;
+  for (let l = 0; l < depth; l++) bytes += Math.min(d, MERKLE_FANOUT ** l) * INNER_NODE_BYTES;
+  const leaves = MERKLE_FANOUT ** depth;
+  const perLeaf = Math.max(1, n / leaves);
+  return bytes + Math.min(d, leaves) * perLeaf * LEAF_ENTRY_BYTES;
+}
+
+/** Expected bytes of a two-way Bloom exchange plus the Merkle pass that mops up false positives. */
+export function bloomCost(d: number, nLocal: number, nRemote: number, depth: number, fpRate: number): number {
+  const bitsPerEntry = -Math.log(fpRate) / Math.LN2 ** 2;
+  return (
+    ((nLocal + nRemote) * bitsPerEntry) / 8 + merkleCost(Math.ceil(d * fpRate) + 1, Math.max(nLocal, nRemote), depth)
+  );
+}
+
+/**
+ * The direct sync protocol: a multi-round conversation on one libp2p stream that reconciles two
+ * replicas. The initiator estimates the difference from the version vectors and key counts and
+ * picks the cheapest of: gap repair by dots (a few deltas missing), Merkle descent (few
+ * differences) or a Bloom exchange followed by a Merkle pass (many differences: a join, a healed
+ * partition). Both sides end with the union of their records.
+ */
+export class SyncProtocol {
+  readonly stats: SyncStats = {
+    initiated: 0,
+    served: 0,
+    failures: 0,
+    rejectedRecords: {},
+    byStrategy: {
+      none: emptyStrategyStats(),
+      gaps: emptyStrategyStats(),
+      merkle: emptyStrategyStats(),
+      bloom: emptyStrategyStats(),
+    },
+  };
+  private readonly replica: Replica;
+  private readonly host: MeshHost;
+  private readonly deltaLog: DeltaLog;
+  private readonly fpRate: number;
+  private readonly chunkBytes: number;
+  private readonly gapLimit: number;
+  private readonly log: Logger;
+
+  constructor(options: SyncProtocolOptions) {
+    this.replica = options.replica;
+    this.host = options.host;
+    this.deltaLog = options.deltaLog;
+    this.fpRate = options.bloomFpRate ?? 0.01;
+    this.chunkBytes = options.chunkBytes ?? 256 * 1024;
+    this.gapLimit = options.gapLimit ?? 256;
+    this.log = options.log ?? logger('mesh:sync');
+  }
+
+  async start(): Promise<void> {
+    await this.host.handle(SYNC_PROTOCOL, (session, peer) => this.serve(session, peer), {
+      maxInboundStreams: 8,
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.host.unhandle(SYNC_PROTOCOL).catch(() => {});
+  }
+
+  /** Reconciles with one connected peer. `strategy` forces a strategy (benchmarks compare them). */
+  async syncWith(peer: string, options: { signal?: AbortSignal; strategy?: StrategyChoice } = {}): Promise<SyncReport> {
+    const started = performance.now();
+    this.stats.initiated++;
+    const session = await this.host.openSession(peer, SYNC_PROTOCOL, options.signal ? { signal: options.signal } : {});
+    const report: SyncReport = {
+      peer,
+      strategy: 'none',
+      estimate: 0,
+      rounds: 0,
+      bytesSent: 0,
+      bytesReceived: 0,
+      recordsSent: 0,
+      recordsReceived: 0,
+      recordBytesReceived: 0,
+      recordBytesSent: 0,
+      deltasReceived: 0,
+      differing: 0,
+      durationMs: 0,
+    };
+    try {
+      const theirs = await this.exchangeHello(session, report);
+      const tree = this.replica.merkle();
+      const theirDots = DotSet.fromWire(theirs.dots);
+      if (Buffer.compare(theirs.root, tree.root()) === 0) {
+        this.replica.observeDots(theirDots);
+        await this.send(session, { t: 'done', complete: true });
+      } else {
+        report.strategy = this.choose(theirs, theirDots, report, options.strategy ?? 'adaptive');
+        let complete = true;
+        if (report.strategy === 'gaps') complete = await this.repairGaps(session, theirDots, report);
+        if (report.strategy === 'bloom') await this.bloomExchange(session, report);
+        if (report.strategy !== 'gaps' || !complete) {
+          if (report.strategy === 'gaps') report.strategy = 'merkle';
+          await this.merkleExchange(session, report);
+          complete = true;
+        }
+        // We now hold every record the peer had when it said hello, so its dots are ours too.
+        this.replica.observeDots(theirDots);
+        await this.send(session, { t: 'done', complete });
+      }
+      await session.close();
+      report.bytesSent = session.bytesSent;
+      report.bytesReceived = session.bytesReceived;
+      report.durationMs = performance.now() - started;
+      const s = this.stats.byStrategy[report.strategy];
+      s.sessions++;
+      s.bytesSent += report.bytesSent;
+      s.bytesReceived += report.bytesReceived;
+      s.rounds += report.rounds;
+      s.recordsSent += report.recordsSent;
+      s.recordsReceived += report.recordsReceived;
+      return report;
+    } catch (err) {
+      this.stats.failures++;
+      session.abort(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
+  }
+
+  // --- initiator steps ------------------------------------------------------------------------
+
+  private hello(): Hello {
+    const tree = this.replica.merkle();
+    return {
+      t: 'hello',
+      v: SYNC_VERSION,
+      dots: this.replica.dots.toWire(),
+      root: tree.root(),
+      count: tree.size,
+      depth: tree.depth,
+    };
+  }
+
+  private async exchangeHello(session: Session, report: SyncReport): Promise<Hello> {
+    await this.send(session, this.hello());
+    const theirs = expect(await this.receive(session), 'hello');
+    report.rounds++;
+    this.checkHello(theirs);
+    return theirs;
+  }
+
+  private checkHello(h: Hello): void {
+    if (h.v !== SYNC_VERSION) throw new SyncError(SyncErrorCode.VERSION_MISMATCH, `peer speaks sync v${h.v}`);
+    if (h.depth !== this.replica.merkle().depth)
+      throw protocolError(`peer's Merkle depth ${h.depth} differs from ours`);
+  }
+
+  private choose(theirs: Hello, theirDots: DotSet, report: SyncReport, forced: StrategyChoice): Strategy {
+    const mine = this.replica.dots;
+    const missingHere = mine.countMissing(theirDots);
+    const missingThere = theirDots.countMissing(mine);
+    const nLocal = this.replica.merkle().size;
+    // Dots overcount keys (many dots can touch one record) and undercount when dots were lost,
+    // so bound the estimate by what the key counts allow.
+    const estimate = Math.min(
+      Math.max(missingHere + missingThere, Math.abs(theirs.count - nLocal), 1),
+      nLocal + theirs.count,
+    );
+    report.estimate = estimate;
+    if (forced !== 'adaptive') return forced;
+    if (missingHere + missingThere > 0 && missingHere + missingThere <= this.gapLimit) return 'gaps';
+    const depth = theirs.depth;
+    return bloomCost(estimate, nLocal, theirs.count, depth, this.fpRate) <
+      merkleCost(estimate, Math.max(nLocal, theirs.count), depth)
+      ? 'bloom'
+      : 'merkle';
+  }
+
+  /** Asks for the deltas we lack and pushes the ones the peer lacks; false if a log fell short. */
+  private async repairGaps(session: Session, theirDots: DotSet, report: SyncReport): Promise<boolean> {
+    const want = this.replica.dots.missingRanges(theirDots, SYNC_LIMITS.maxRanges);
+    let complete = true;
+    if (want.length > 0) {
+      await this.send(session, { t: 'gaps', ranges: want });
+      const res = expect(await this.receive(session), 'deltas');
+      report.rounds++;
+      report.deltasReceived += this.applyDeltas(res.deltas, session.remotePeer);
+      if (res.incomplete) complete = false;
+    }
+    const give = theirDots.missingRanges(this.replica.dots, SYNC_LIMITS.maxRanges);
+    if (give.length > 0) {
+      const { deltas, incomplete } = this.fromLog(give);
+      await this.send(session, { t: 'deltas', deltas, incomplete });
+      if (incomplete) complete = false;
+    }
+    return complete;
+  }
+
+  private async bloomExchange(session: Session, report: SyncReport): Promise<void> {
+    const filter = bloomOf(this.replica.merkle(), this.fpRate);
+    await this.send(session, { t: 'bloom', filter: filter.toBytes(), reverse: true });
+    await this.receiveRecords(session, report);
+    const res = expect(await this.receive(session), 'bloom-res');
+    report.rounds++;
+    if (res.filter !== null) {
+      const peerFilter = BloomSummary.fromBytes(res.filter);
+      const keys = missingFrom(peerFilter, this.replica.merkle());
+      await this.sendRecords(session, keys, report);
+    }
+  }
+
+  private async merkleExchange(session: Session, report: SyncReport): Promise<void> {
+    const result = await merkleDiff(this.replica.merkle(), async (paths) => {
+      await this.send(session, { t: 'nodes', paths });
+      const res = expect(await this.receive(session), 'nodes-res');
+      report.rounds++;
+      return res.nodes.map(nodeFromWire);
+    });
+    report.differing = result.differing.length;
+    if (result.differing.length === 0) return;
+    await this.sendRecords(
+      session,
+      result.differing.filter((k) => this.replica.has(k)),
+      report,
+    );
+    await this.send(session, { t: 'want', keys: result.differing });
+    await this.receiveRecords(session, report);
+    report.rounds++;
+  }
+
+  // --- responder ------------------------------------------------------------------------------
+
+  private async serve(session: Session, peer: string): Promise<void> {
+    this.stats.served++;
+    let theirDots: DotSet | undefined;
+    const report = { recordsSent: 0, recordBytesSent: 0, recordsReceived: 0, recordBytesReceived: 0 } as SyncReport;
+    try {
+      for (;;) {
+        const frame = await session.receiveOrEnd();
+        if (frame === undefined) break;
+        const m = this.parse(frame);
+        switch (m.t) {
+          case 'hello':
+            this.checkHello(m);
+            theirDots = DotSet.fromWire(m.dots);
+            await this.send(session, this.hello());
+            break;
+          case 'nodes':
+            await this.send(session, { t: 'nodes-res', nodes: this.replica.merkle().nodes(m.paths).map(nodeToWire) });
+            break;
+          case 'want':
+            await this.sendRecords(
+              session,
+              m.keys.filter((k) => this.replica.has(k)),
+              report,
+            );
+            break;
+          case 'recs':
+            this.mergeRecords(m, peer, report);
+            break;
+          case 'bloom': {
+            const keys = missingFrom(BloomSummary.fromBytes(m.filter), this.replica.merkle());
+            await this.sendRecords(session, keys, report);
+            await this.send(session, {
+              t: 'bloom-res',
+              filter: m.reverse ? bloomOf(this.replica.merkle(), this.fpRate).toBytes() : null,
+            });
+            break;
+          }
+          case 'gaps': {
+            const { deltas, incomplete } = this.fromLog(m.ranges);
+            await this.send(session, { t: 'deltas', deltas, incomplete });
+            break;
+          }
+          case 'deltas':
+            this.applyDeltas(m.deltas, peer);
+            break;
+          case 'done':
+            if (m.complete && theirDots !== undefined) this.replica.observeDots(theirDots);
+            await session.close();
+            return;
+          default:
+            throw protocolError(`unexpected ${m.t} from the initiator`);
+        }
+      }
+    } catch (err) {
+      this.stats.failures++;
+      this.log.warn(
+        { peer, err: (err as Error).message, code: (err as { code?: string }).code },
+        'sync session failed',
+      );
+      session.abort(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  // --- shared helpers -------------------------------------------------------------------------
+
+  private parse(frame: Uint8Array): SyncMessage {
+    return parseMessage(decode(frame));
+  }
+
+  private async send(session: Session, m: SyncMessage): Promise<void> {
+    await session.send(encode(m));
+  }
+
+  private async receive(session: Session): Promise<SyncMessage> {
+    return this.parse(await session.receive());
+  }
+
+  /** Sends full records in chunks; always ends with a chunk whose `more` is false. */
+  private async sendRecords(session: Session, keys: string[], report: SyncReport): Promise<void> {
+    let chunk: Array<[string, Uint8Array]> = [];
+    let size = 0;
+    for (const key of keys) {
+      const bytes = this.replica.encodeRecord(key);
+      chunk.push([key, bytes]);
+      size += bytes.length + key.length + 4;
+      report.recordsSent++;
+      report.recordBytesSent += bytes.length;
+      if (size >= this.chunkBytes || chunk.length >= SYNC_LIMITS.maxRecordsPerFrame) {
+        await this.send(session, { t: 'recs', recs: chunk, more: true });
+        chunk = [];
+        size = 0;
+      }
+    }
+    await this.send(session, { t: 'recs', recs: chunk, more: false });
+  }
+
+  private async receiveRecords(session: Session, report: SyncReport): Promise<void> {
+    for (;;) {
+      const m = expect(await this.receive(session), 'recs');
+      this.mergeRecords(m, session.remotePeer, report);
+      if (!m.more) return;
+    }
+  }
+
+  private mergeRecords(m: Records, peer: string, report: SyncReport): void {
+    for (const [key, bytes] of m.recs) {
+      report.recordsReceived++;
+      report.recordBytesReceived += bytes.length;
+      try {
+        this.replica.mergeRecord(key, this.replica.decodeRecord(key, bytes), peer);
+      } catch (err) {
+        const reason =
+          err instanceof PolicyError ? err.reason : ((err as { code?: string }).code ?? 'error').toLowerCase();
+        this.stats.rejectedRecords[reason] = (this.stats.rejectedRecords[reason] ?? 0) + 1;
+        this.log.debug({ peer, key, reason }, 'record refused');
+      }
+    }
+  }
+
+  private fromLog(ranges: Array<[string, number, number]>): { deltas: DeltaWire[]; incomplete: boolean } {
+    const deltas: DeltaWire[] = [];
+    let incomplete = false;
+    for (const [origin, from, to] of ranges) {
+      const r = this.deltaLog.range(
+        origin,
+        from,
+        Math.min(to, from + SYNC_LIMITS.maxDeltasPerFrame),
+        SYNC_LIMITS.maxDeltasPerFrame - deltas.length,
+      );
+      deltas.push(...r.deltas);
+      if (r.incomplete || to - from >= SYNC_LIMITS.maxDeltasPerFrame) incomplete = true;
+    }
+    return { deltas, incomplete };
+  }
+
+  /** Applies deltas relayed by a peer (gap repair); returns how many were applied. */
+  private applyDeltas(wires: unknown[], peer: string): number {
+    let n = 0;
+    for (const w of wires) {
+      try {
+        const d = this.replica.deltaFromWire(w);
+        if (this.replica.applyDelta(d, peer) === 'applied') n++;
+        this.deltaLog.add(d.origin, d.seq, w as DeltaWire);
+      } catch (err) {
+        const reason =
+          err instanceof PolicyError ? err.reason : ((err as { code?: string }).code ?? 'error').toLowerCase();
+        this.stats.rejectedRecords[reason] = (this.stats.rejectedRecords[reason] ?? 0) + 1;
+      }
+    }
+    return n;
+  }
+}
