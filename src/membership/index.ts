@@ -1,0 +1,2 @@
+export * from './phi.js';
+export * from './view.js';
