@@ -1,22 +1,167 @@
+import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { generatePsk, isNetError, validatePsk } from '../net/index.js';
+import { DEFAULT_API, DEFAULT_DATA_DIR, type MeshNodeOptions } from '../node/options.js';
+import { isStoreError } from '../store/index.js';
+import { setLogLevel } from '../util/log.js';
+import { clientCommands } from './client.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
 
-const USAGE = `mesh ${version}: a peer-to-peer state mesh for agents
+interface StartFlags {
+  data: string;
+  listen?: string[];
+  api: string;
+  name?: string;
+  psk?: string;
+  logLevel: string;
+  mdns?: boolean;
+  mesh: string;
+  token?: string;
+  faults?: boolean;
+  heartbeatMs?: number;
+  syncStrategy?: 'merkle' | 'bloom' | 'gaps';
+}
 
-usage:
-  mesh start [options]            start a node (data in ./.mesh, API on 127.0.0.1:7070)
-  mesh join <multiaddr> [options] start a node and join the mesh through that peer
-  mesh keygen [file]              write a pre-shared key for a private mesh
-  mesh --version`;
+function parseHostPort(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const host = i > 0 ? v.slice(0, i).replace(/^\[|\]$/g, '') : '';
+  const port = Number(v.slice(i + 1));
+  if (!host || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new InvalidArgumentError('expected HOST:PORT');
+  return { host, port };
+}
 
-/** Entry point of the CLI; returns the process exit code. Filled in by the mesh issue. */
-export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--version') || argv.includes('-V')) {
-    console.log(version);
-    return 0;
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+const positiveInt = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+};
+
+function nodeOptions(cmd: Command): Command {
+  return cmd
+    .option('--data <dir>', 'data directory', DEFAULT_DATA_DIR)
+    .option('--listen <multiaddr>', 'libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/7071)', collect)
+    .option('--api <host:port>', 'HTTP API address', `${DEFAULT_API.host}:${DEFAULT_API.port}`)
+    .option('--name <name>', 'node name (default: host name)')
+    .option('--psk <file>', 'pre-shared key file for a private mesh (see mesh keygen)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info')
+    .option('--mdns', 'discover peers on the LAN with mDNS')
+    .option('--mesh <name>', 'mesh name: nodes replicate only within the same mesh', 'default')
+    .option('--token <token>', 'bearer token for the HTTP API (required off loopback)', process.env.MESH_API_TOKEN)
+    .addOption(new Option('--faults', 'enable the test-only fault switch').hideHelp())
+    .addOption(new Option('--heartbeat-ms <ms>', 'node heartbeat interval').argParser(positiveInt).hideHelp())
+    .addOption(
+      new Option('--sync-strategy <s>', 'force a sync strategy').choices(['merkle', 'bloom', 'gaps']).hideHelp(),
+    );
+}
+
+async function runNode(flags: StartFlags, join: string[]): Promise<number> {
+  setLogLevel(flags.logLevel as never);
+  const api = parseHostPort(flags.api);
+  const options: MeshNodeOptions = {
+    dataDir: flags.data,
+    api,
+    join,
+    mdns: flags.mdns ?? false,
+    meshName: flags.mesh,
+    ...(flags.listen ? { listen: flags.listen } : {}),
+    ...(flags.name ? { name: flags.name } : {}),
+    ...(flags.token ? { apiToken: flags.token } : {}),
+    ...(flags.faults ? { faults: true } : {}),
+    ...(flags.heartbeatMs ? { heartbeatMs: flags.heartbeatMs } : {}),
+    ...(flags.syncStrategy ? { syncStrategy: flags.syncStrategy } : {}),
+  };
+  if (flags.psk) options.psk = validatePsk(await readFile(flags.psk));
+  const { MeshNode } = await import('../node/mesh-node.js');
+  let node: InstanceType<typeof MeshNode>;
+  try {
+    node = await MeshNode.start(options);
+  } catch (err) {
+    console.error(`mesh: ${explainStartError(err, flags)}`);
+    return 1;
   }
-  console.log(USAGE);
-  return argv.length === 0 || argv.includes('--help') ? 0 : 2;
+  console.log(`node ${node.id}`);
+  for (const a of node.multiaddrs()) console.log(`listen ${a}`);
+  console.log(`api ${node.apiUrl}`);
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signals++;
+      if (signals > 1) {
+        console.error(`mesh: second ${sig}, exiting without a clean shutdown`);
+        process.exit(1);
+      }
+      console.error(`mesh: ${sig}, shutting down`);
+      node.stop().then(resolve, (err: unknown) => {
+        console.error(`mesh: error during shutdown: ${(err as Error).message}`);
+        resolve();
+      });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    // Test harnesses and supervisors set this so that a node never outlives the process that
+    // started it, however that process dies.
+    if (process.env.MESH_EXIT_WITH_STDIN === '1') {
+      process.stdin.on('end', () => onSignal('SIGTERM'));
+      process.stdin.on('error', () => onSignal('SIGTERM'));
+      process.stdin.resume();
+    }
+  });
+  return 0;
+}
+
+function explainStartError(err: unknown, flags: StartFlags): string {
+  if (isStoreError(err, 'STORE_LOCKED')) return `data directory ${flags.data} is in use by another mesh node`;
+  const code = (err as { code?: string }).code;
+  if (code === 'EADDRINUSE') return `API address ${flags.api} is already in use`;
+  if (isNetError(err) && err.code === 'LISTEN_FAILED') return `cannot listen: ${err.message} (is the port taken?)`;
+  return (err as Error).message ?? String(err);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('mesh')
+    .version(version)
+    .description('A peer-to-peer state mesh for agents')
+    .showHelpAfterError()
+    .exitOverride();
+
+  nodeOptions(program.command('start').description('start a node')).action(async (flags: StartFlags) => {
+    process.exitCode = await runNode(flags, []);
+  });
+  nodeOptions(
+    program.command('join').description('start a node and join the mesh through a peer').argument('<multiaddr...>'),
+  ).action(async (addrs: string[], flags: StartFlags) => {
+    process.exitCode = await runNode(flags, addrs);
+  });
+  program
+    .command('keygen')
+    .description('write a pre-shared key for a private mesh')
+    .argument('[file]', 'where to write it', 'mesh.psk')
+    .action(async (file: string) => {
+      await writeFile(file, generatePsk(), { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') throw new Error(`${file} exists; refusing to overwrite a key`);
+        throw err;
+      });
+      console.log(file);
+    });
+  clientCommands(program);
+  return program;
+}
+
+/** Entry point of the CLI; returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    const code = (err as { code?: string; exitCode?: number }).code;
+    if (code?.startsWith('commander.')) return (err as { exitCode: number }).exitCode;
+    console.error(`mesh: ${(err as Error).message}`);
+    return 1;
+  }
+  return typeof process.exitCode === 'number' ? process.exitCode : 0;
 }

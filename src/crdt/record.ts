@@ -153,3 +153,7 @@ export class RecordSchema<F extends FieldMap = FieldMap> implements CrdtType<Rec
     return out;
   }
 }
+
+/** Any schema, for code that handles records of every type (the replica keyspace). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- schemas are invariant in their field map
+export type AnyRecordSchema = RecordSchema<any>;

@@ -1,4 +1,4 @@
-import type { CrdtLimits, RecordSchema, RecordState } from '../crdt/index.js';
+import type { CrdtLimits, AnyRecordSchema, RecordState } from '../crdt/index.js';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
 
 /**
@@ -18,7 +18,7 @@ export type DeltaWire = [string, string, number, unknown[]];
 
 export const MAX_KEY_LENGTH = 256;
 
-export function deltaToWire(d: Delta, schema: RecordSchema): DeltaWire {
+export function deltaToWire(d: Delta, schema: AnyRecordSchema): DeltaWire {
   return [d.key, d.origin, d.seq, schema.toWire(d.state)];
 }
 
@@ -29,7 +29,7 @@ export function isValidKey(key: unknown): key is string {
 /** Validating decode of one wire delta. Throws ReplicaError INVALID_DELTA / UNKNOWN_SCHEMA. */
 export function deltaFromWire(
   w: unknown,
-  schemaFor: (key: string) => RecordSchema | undefined,
+  schemaFor: (key: string) => AnyRecordSchema | undefined,
   limits: CrdtLimits,
 ): Delta {
   if (!Array.isArray(w) || w.length !== 4)

@@ -5,7 +5,7 @@ import {
   DEFAULT_LIMITS,
   DotSet,
   HybridClock,
-  type RecordSchema,
+  type AnyRecordSchema,
   type RecordState,
   type StateVisitor,
   type Timestamp,
@@ -22,7 +22,7 @@ export interface PolicyInput {
   /** 'local' for this node's own mutations, 'delta' for a remote delta, 'record' for a full-state record from sync. */
   readonly kind: 'local' | 'delta' | 'record';
   readonly key: string;
-  readonly schema: RecordSchema;
+  readonly schema: AnyRecordSchema;
   readonly current: RecordState;
   readonly incoming: RecordState;
   readonly merged: RecordState;
@@ -37,7 +37,7 @@ export type Policy = (input: PolicyInput) => void;
 
 export interface ChangeEvent {
   readonly key: string;
-  readonly schema: RecordSchema;
+  readonly schema: AnyRecordSchema;
   /** The record after the change. */
   readonly state: RecordState;
   /** The part that changed it: the delta, or the incoming full record. */
@@ -58,7 +58,7 @@ export interface ReplicaOptions {
   /** This node's id: the origin of its dots and the writer of its registers. */
   nodeId: string;
   /** The schema of a key (by prefix), or undefined for keys this mesh does not know. */
-  schemaFor: (key: string) => RecordSchema | undefined;
+  schemaFor: (key: string) => AnyRecordSchema | undefined;
   policy?: Policy;
   clock?: HybridClock;
   limits?: CrdtLimits;
@@ -103,7 +103,7 @@ export class Replica {
   private readonly seen = new DotSet();
   private readonly tree: MerkleTree;
   private readonly dirty = new Set<string>();
-  private readonly schemaFor: (key: string) => RecordSchema | undefined;
+  private readonly schemaFor: (key: string) => AnyRecordSchema | undefined;
   private readonly policy: Policy | undefined;
 
   constructor(options: ReplicaOptions) {
@@ -119,7 +119,7 @@ export class Replica {
     return this.records.size;
   }
 
-  schemaOf(key: string): RecordSchema {
+  schemaOf(key: string): AnyRecordSchema {
     const schema = isValidKey(key) ? this.schemaFor(key) : undefined;
     if (schema === undefined) throw new ReplicaError(ReplicaErrorCode.UNKNOWN_SCHEMA, `no schema for key ${key}`);
     return schema;
@@ -160,7 +160,7 @@ export class Replica {
    * A local mutation: `build` returns the record delta to apply (using the CRDT mutators on the
    * current state, with this node as origin). Returns the delta stamped with a fresh dot.
    */
-  mutate(key: string, build: (current: RecordState, schema: RecordSchema) => RecordState): Delta {
+  mutate(key: string, build: (current: RecordState, schema: AnyRecordSchema) => RecordState): Delta {
     const schema = this.schemaOf(key);
     const current = this.records.get(key) ?? schema.empty();
     const incoming = build(current, schema);
@@ -314,7 +314,7 @@ export class Replica {
 
   private commit(
     key: string,
-    schema: RecordSchema,
+    schema: AnyRecordSchema,
     merged: RecordState,
     incoming: RecordState,
     origin: string | undefined,

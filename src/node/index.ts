@@ -1,0 +1,3 @@
+export * from './mesh-node.js';
+export * from './options.js';
+export * from './schemas.js';

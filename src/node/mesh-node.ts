@@ -1,0 +1,417 @@
+import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
+import type { ApiBackend, CounterSnapshot, FaultSwitch, MeshEvent, NodeStatus, PeerView } from '../api/backend.js';
+import { createApiServer } from '../api/index.js';
+import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
+import { MembershipView } from '../membership/index.js';
+import { createHost, generateIdentity, type MeshHost } from '../net/index.js';
+import { agentPolicy } from '../registry/agent-policy.js';
+import { AgentRegistry, agentView } from '../registry/agents.js';
+import { nodeSchema } from '../registry/node-schema.js';
+import { nodePolicy } from '../registry/node-policy.js';
+import { type Delta, DurableReplica, type PolicyInput, Replica } from '../replica/index.js';
+import { DurableStore } from '../store/index.js';
+import { DeltaGossip, DeltaLog, SyncProtocol, SyncScheduler } from '../sync/index.js';
+import { taskPolicy } from '../tasks/task-policy.js';
+import { TaskBoard, taskView } from '../tasks/tasks.js';
+import { Emitter } from '../util/emitter.js';
+import { type Logger, logger } from '../util/log.js';
+import { DEFAULT_API, DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
+import { meshSchemaFor } from './schemas.js';
+
+const require = createRequire(import.meta.url);
+export const VERSION = (require('../../package.json') as { version: string }).version;
+
+const META_IDENTITY = 'identity';
+
+/** Routes each key prefix to the rules of its record type. */
+export function meshPolicy(input: PolicyInput): void {
+  if (input.key.startsWith('agent/')) agentPolicy(input);
+  else if (input.key.startsWith('task/')) taskPolicy(input);
+  else if (input.key.startsWith('node/')) nodePolicy(input);
+}
+
+/** Reads the node's identity key from the data directory, creating one on first start. */
+async function loadOrCreateIdentity(dataDir: string): Promise<Uint8Array> {
+  const store = await DurableStore.open(dataDir);
+  try {
+    const existing = await store.getMeta(META_IDENTITY);
+    if (existing !== undefined) return existing;
+    const key = await generateIdentity();
+    await store.write({ meta: [[META_IDENTITY, key]] });
+    return key;
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * A mesh node: the composition root that wires the replica, its durable store, the libp2p host,
+ * gossip and anti-entropy, membership, the agent registry, the task board and the HTTP API, and
+ * owns their lifecycle. Start order is bottom-up; stop runs the reverse, and a failed start stops
+ * whatever had started before rethrowing.
+ */
+export class MeshNode implements ApiBackend {
+  readonly options: MeshNodeOptions;
+  readonly log: Logger;
+  private readonly stack: Array<() => Promise<void> | void> = [];
+  private readonly events = new Emitter<{ event: MeshEvent }>();
+  private readonly denied = new Set<string>();
+  private startedAt = 0;
+  private stopping: Promise<void> | undefined;
+  private _replica: Replica | undefined;
+  private _durable: DurableReplica | undefined;
+  private _host: MeshHost | undefined;
+  private _gossip: DeltaGossip | undefined;
+  private _sync: SyncProtocol | undefined;
+  private _scheduler: SyncScheduler | undefined;
+  private _membership: MembershipView | undefined;
+  private _agents: AgentRegistry | undefined;
+  private _tasks: TaskBoard | undefined;
+  private _apiUrl = '';
+  readonly faults: FaultSwitch | undefined;
+
+  constructor(options: MeshNodeOptions) {
+    this.options = options;
+    this.log = logger('mesh:node');
+    this.faults = options.faults
+      ? {
+          partition: async (peers) => {
+            for (const p of peers) this.denied.add(p);
+            await this.host.refreshGater();
+          },
+          heal: async () => {
+            this.denied.clear();
+            await this.host.refreshGater();
+          },
+          denied: () => [...this.denied],
+        }
+      : undefined;
+  }
+
+  static async start(options: MeshNodeOptions): Promise<MeshNode> {
+    const node = new MeshNode(options);
+    try {
+      await node.init();
+    } catch (err) {
+      await node.stop().catch(() => {});
+      throw err;
+    }
+    return node;
+  }
+
+  // --- accessors ------------------------------------------------------------------------------
+
+  get id(): string {
+    return this.replica.nodeId;
+  }
+  get replica(): Replica {
+    return required(this._replica, 'replica');
+  }
+  get durable(): DurableReplica {
+    return required(this._durable, 'store');
+  }
+  get host(): MeshHost {
+    return required(this._host, 'host');
+  }
+  get gossip(): DeltaGossip {
+    return required(this._gossip, 'gossip');
+  }
+  get sync(): SyncProtocol {
+    return required(this._sync, 'sync');
+  }
+  get scheduler(): SyncScheduler {
+    return required(this._scheduler, 'scheduler');
+  }
+  get membership(): MembershipView {
+    return required(this._membership, 'membership');
+  }
+  get agents(): AgentRegistry {
+    return required(this._agents, 'agents');
+  }
+  get tasks(): TaskBoard {
+    return required(this._tasks, 'tasks');
+  }
+  get apiUrl(): string {
+    return this._apiUrl;
+  }
+  get name(): string {
+    return this.options.name ?? hostname();
+  }
+  multiaddrs(): string[] {
+    return this.host.multiaddrs();
+  }
+
+  /** A durable local mutation, published to the mesh once it is on disk. */
+  async mutate(key: string, build: (current: RecordState, schema: AnyRecordSchema) => RecordState): Promise<Delta> {
+    const delta = await this.durable.mutate(key, build);
+    this.gossip.publish(delta);
+    return delta;
+  }
+
+  // --- lifecycle ------------------------------------------------------------------------------
+
+  private async init(): Promise<void> {
+    const o = this.options;
+    this.startedAt = Date.now();
+    const identity = await loadOrCreateIdentity(o.dataDir);
+    const { peerIdOf } = await import('../net/index.js');
+    const nodeId = peerIdOf(identity);
+
+    const replica = new Replica({
+      nodeId,
+      schemaFor: meshSchemaFor,
+      policy: meshPolicy,
+      clock: new HybridClock({ maxDriftMs: o.maxClockDriftMs ?? 60_000 }),
+    });
+    this._replica = replica;
+    const { durable, loaded } = await DurableReplica.open(replica, o.dataDir);
+    this._durable = durable;
+    this.stack.push(() => durable.close());
+    this.log.info({ loaded, nodeId }, 'replica loaded');
+
+    // Peers remembered in our replica (node records) are bootstrap candidates as well as --join.
+    const remembered: string[] = [];
+    for (const [key, state] of replica.entries('node/')) {
+      if (key === `node/${nodeId}`) continue;
+      for (const a of nodeSchema.value(state).addresses ?? []) remembered.push(a);
+    }
+    const host = await createHost({
+      privateKey: identity,
+      listen: o.listen ?? DEFAULT_LISTEN,
+      bootstrap: [...(o.join ?? []), ...remembered],
+      mdns: o.mdns ?? false,
+      ...(o.psk ? { psk: o.psk } : {}),
+      gater: { denyPeer: (peer) => this.denied.has(peer) },
+    });
+    this._host = host;
+    this.stack.push(() => host.stop());
+
+    const deltaLog = new DeltaLog();
+    const sync = new SyncProtocol({ replica, host, deltaLog });
+    this._sync = sync;
+    await sync.start();
+    this.stack.push(() => sync.stop());
+    const scheduler = new SyncScheduler({
+      protocol: sync,
+      host,
+      ...(o.syncStrategy ? { strategy: o.syncStrategy } : {}),
+      ...(o.syncMinIntervalMs ? { minIntervalMs: o.syncMinIntervalMs } : {}),
+      ...(o.syncMaxIntervalMs ? { maxIntervalMs: o.syncMaxIntervalMs } : {}),
+    });
+    this._scheduler = scheduler;
+    const gossip = new DeltaGossip({
+      replica,
+      pubsub: host.pubsub,
+      topic: `agentmesh/${o.meshName ?? 'default'}/deltas/1`,
+      deltaLog,
+      batchMs: o.gossipBatchMs ?? 2,
+      onGap: (_origin, peer) => scheduler.gap(peer),
+    });
+    this._gossip = gossip;
+    gossip.start();
+    this.stack.push(() => gossip.stop());
+    scheduler.start();
+    this.stack.push(() => scheduler.stop());
+
+    const heartbeatMs = o.heartbeatMs ?? 1000;
+    const membership = new MembershipView({ selfId: nodeId, heartbeatIntervalMs: heartbeatMs });
+    this._membership = membership;
+    membership.start();
+    this.stack.push(() => membership.stop());
+    const offConnect = host.on('peer:connect', (p) => membership.connected(p, true));
+    const offDisconnect = host.on('peer:disconnect', (p) => membership.connected(p, false));
+    this.stack.push(() => {
+      offConnect();
+      offDisconnect();
+    });
+
+    const mutate = this.mutate.bind(this);
+    this._agents = new AgentRegistry({ replica, mutate });
+    this._tasks = new TaskBoard({ replica, mutate });
+
+    const offChange = replica.events.on('change', (e) => this.onChange(e.key, e.state, e.origin ?? null, e.local));
+    this.stack.push(offChange);
+
+    const server = await createApiServer(this, {
+      ...(o.api ?? DEFAULT_API),
+      ...(o.apiToken ? { token: o.apiToken } : {}),
+    });
+    this._apiUrl = server.url;
+    this.stack.push(() => server.close());
+
+    await this.writeNodeRecord(true);
+    const beat = setInterval(() => {
+      this.writeNodeRecord(false).catch((err: unknown) => this.log.warn({ err }, 'heartbeat failed'));
+    }, heartbeatMs);
+    beat.unref();
+    this.stack.push(() => clearInterval(beat));
+  }
+
+  /** Stops everything in reverse start order. A second call returns the same promise. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      while (this.stack.length > 0) {
+        const undo = this.stack.pop() as () => Promise<void> | void;
+        try {
+          await undo();
+        } catch (err) {
+          this.log.warn({ err }, 'error while stopping');
+        }
+      }
+    })();
+    return this.stopping;
+  }
+
+  private async writeNodeRecord(full: boolean): Promise<void> {
+    const r = this.replica;
+    const addresses = this.host.multiaddrs();
+    const key = `node/${r.nodeId}`;
+    await this.mutate(key, (cur) => {
+      const f = nodeSchema.fields;
+      const t = r.clock.now();
+      const w = r.nodeId;
+      const old = nodeSchema.value(cur);
+      const sameAddrs = JSON.stringify(old.addresses) === JSON.stringify(addresses);
+      return nodeSchema.delta({
+        heartbeat: f.heartbeat.set(Date.now(), t, w),
+        ...(full || !sameAddrs ? { addresses: f.addresses.set(addresses, t, w) } : {}),
+        ...(full
+          ? {
+              name: f.name.set(this.name, t, w),
+              version: f.version.set(VERSION, t, w),
+              startedAt: f.startedAt.set(this.startedAt, t, w),
+              api: f.api.set(this._apiUrl, t, w),
+            }
+          : {}),
+      });
+    });
+  }
+
+  private onChange(key: string, state: RecordState, origin: string | null, local: boolean): void {
+    const slash = key.indexOf('/');
+    const kind = key.slice(0, slash);
+    const id = key.slice(slash + 1);
+    let value: unknown;
+    if (kind === 'node') {
+      const v = nodeSchema.value(state);
+      value = { id, ...v };
+      if (id !== this.replica.nodeId) {
+        if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
+        if (v.addresses && v.addresses.length > 0 && !this.denied.has(id)) {
+          this.host.addKnownAddresses(id, v.addresses).catch(() => {});
+        }
+      }
+    } else if (kind === 'agent') value = agentView(id, state);
+    else if (kind === 'task') value = taskView(id, state);
+    else return;
+    // Heartbeats change node records every second; only stream them if someone listens.
+    if (this.events.has('event')) {
+      this.events.emit('event', { kind: kind as MeshEvent['kind'], id, value, origin, local, at: Date.now() });
+    }
+  }
+
+  // --- ApiBackend -----------------------------------------------------------------------------
+
+  onEvent(listener: (event: MeshEvent) => void): () => void {
+    return this.events.on('event', listener);
+  }
+
+  isReachable(nodeId: string): boolean {
+    return this.membership.isReachable(nodeId);
+  }
+
+  status(): NodeStatus {
+    const tree = this.replica.merkle();
+    const peers = this.membership.peers();
+    const count = (s: string): number => peers.filter((p) => p.state === s).length;
+    return {
+      id: this.id,
+      name: this.name,
+      version: VERSION,
+      listen: this.multiaddrs(),
+      api: this._apiUrl,
+      peers: {
+        connected: this.host.connectedPeers().length,
+        known: peers.length,
+        alive: count('alive'),
+        suspect: count('suspect'),
+        dead: count('dead'),
+      },
+      keys: tree.size,
+      merkleRoot: tree.rootHex(),
+      versionVector: this.replica.versionVector().toJSON(),
+      uptimeMs: Date.now() - this.startedAt,
+      startedAt: this.startedAt,
+    };
+  }
+
+  peers(): PeerView[] {
+    const connected = new Set(this.host.connectedPeers());
+    const seen = new Map(this.membership.peers().map((p) => [p.id, p]));
+    const ids = new Set([...seen.keys(), ...connected]);
+    for (const [key] of this.replica.entries('node/')) ids.add(key.slice(5));
+    ids.delete(this.id);
+    return [...ids].sort().map((id) => {
+      const rec = this.replica.get(`node/${id}`);
+      const v = rec ? nodeSchema.value(rec) : undefined;
+      const m = seen.get(id);
+      return {
+        id,
+        name: v?.name ?? null,
+        state: m?.state ?? 'unknown',
+        phi: m ? m.phi : null,
+        connected: connected.has(id),
+        addresses: v?.addresses ?? [],
+        lastHeartbeat: v?.heartbeat ?? null,
+        api: v?.api ?? null,
+      };
+    });
+  }
+
+  counters(): CounterSnapshot {
+    const out: CounterSnapshot = {};
+    const r = this.replica.stats;
+    out.replica_keys = this.replica.size;
+    out.replica_local_mutations_total = r.localMutations;
+    out.replica_deltas_applied_total = r.deltasApplied;
+    out.replica_deltas_unchanged_total = r.deltasUnchanged;
+    out.replica_deltas_duplicate_total = r.deltasDuplicate;
+    out.replica_records_merged_total = r.recordsMerged;
+    out.replica_rejected_total = r.rejected;
+    for (const [reason, n] of Object.entries(r.rejectedByReason)) out[`replica_rejected_${reason}_total`] = n;
+    const g = this.gossip.stats;
+    out.gossip_messages_published_total = g.messagesPublished;
+    out.gossip_deltas_published_total = g.deltasPublished;
+    out.gossip_bytes_published_total = g.bytesPublished;
+    out.gossip_messages_received_total = g.messagesReceived;
+    out.gossip_bytes_received_total = g.bytesReceived;
+    out.gossip_deltas_applied_total = g.deltasApplied;
+    for (const [reason, n] of Object.entries(g.rejectedMessages)) out[`gossip_rejected_messages_${reason}_total`] = n;
+    for (const [reason, n] of Object.entries(g.rejectedDeltas)) out[`gossip_rejected_deltas_${reason}_total`] = n;
+    const s = this.sync.stats;
+    out.sync_initiated_total = s.initiated;
+    out.sync_served_total = s.served;
+    out.sync_failures_total = s.failures;
+    for (const [reason, n] of Object.entries(s.rejectedRecords)) out[`sync_rejected_records_${reason}_total`] = n;
+    for (const [strategy, st] of Object.entries(s.byStrategy)) {
+      out[`sync_${strategy}_sessions_total`] = st.sessions;
+      out[`sync_${strategy}_bytes_sent_total`] = st.bytesSent;
+      out[`sync_${strategy}_bytes_received_total`] = st.bytesReceived;
+      out[`sync_${strategy}_rounds_total`] = st.rounds;
+      out[`sync_${strategy}_records_sent_total`] = st.recordsSent;
+      out[`sync_${strategy}_records_received_total`] = st.recordsReceived;
+    }
+    out.sync_interval_ms = this.scheduler.currentIntervalMs;
+    const st = this.durable.store.stats;
+    out.store_batches_total = st.batches;
+    out.store_ops_total = st.ops;
+    out.peers_connected = this.host.connectedPeers().length;
+    return out;
+  }
+}
+
+function required<T>(x: T | undefined, what: string): T {
+  if (x === undefined) throw new Error(`mesh node: ${what} is not started`);
+  return x;
+}

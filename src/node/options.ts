@@ -1,0 +1,38 @@
+import type { StrategyChoice } from '../sync/index.js';
+
+export interface MeshNodeOptions {
+  /** Data directory (LevelDB, identity). Default `./.mesh`. */
+  dataDir: string;
+  /** libp2p listen multiaddrs. Default `/ip4/0.0.0.0/tcp/7071`. */
+  listen?: string[];
+  /** HTTP API bind address. Default 127.0.0.1:7070 (port 0 picks a free port). */
+  api?: { host: string; port: number };
+  /** Bearer token for the API; required when the API binds to a non-loopback address. */
+  apiToken?: string;
+  /** Human-readable node name. Default: the host name. */
+  name?: string;
+  /** Pre-shared key for a private mesh (libp2p pnet key-file bytes). */
+  psk?: Uint8Array;
+  /** Multiaddrs to join through. */
+  join?: string[];
+  mdns?: boolean;
+  /** Topic namespace: nodes only replicate with nodes of the same mesh name. Default `default`. */
+  meshName?: string;
+  /** How often the node record's heartbeat is bumped (ms). Default 1000. */
+  heartbeatMs?: number;
+  /** Remote clock readings further ahead than this are refused (ms). Default 60000. */
+  maxClockDriftMs?: number;
+  /** Enables the test-only fault switch (`POST /v1/admin/partition`). Never in production. */
+  faults?: boolean;
+  /** Force a sync strategy (benchmarks); default adaptive. */
+  syncStrategy?: StrategyChoice;
+  /** Delta gossip batching window (ms). Default 2. */
+  gossipBatchMs?: number;
+  /** Anti-entropy interval bounds (ms). */
+  syncMinIntervalMs?: number;
+  syncMaxIntervalMs?: number;
+}
+
+export const DEFAULT_API = { host: '127.0.0.1', port: 7070 };
+export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/7071'];
+export const DEFAULT_DATA_DIR = '.mesh';
