@@ -1,0 +1,37 @@
+import type { FastifyInstance } from 'fastify';
+import type { AgentView } from '../../registry/agents.js';
+import { ApiError, ApiErrorCode } from '../errors.js';
+import { type AgentResponse, agentInputSchema, agentListQuerySchema, agentParamsSchema } from '../schemas.js';
+import { parseInput, type RouteContext } from './context.js';
+
+/** The agent registry: list with filters, get, register or update (this node's agents), remove. */
+export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { backend } = ctx;
+  const withReach = (a: AgentView): AgentResponse => ({ ...a, reachable: backend.isReachable(a.owner) });
+
+  app.get('/v1/agents', async (request) => {
+    const q = parseInput(agentListQuerySchema, request.query, 'query');
+    return backend.agents.list(q).map(withReach);
+  });
+
+  app.get('/v1/agents/:id', async (request) => {
+    const { id } = parseInput(agentParamsSchema, request.params, 'params');
+    const agent = backend.agents.get(id);
+    if (agent === undefined) throw new ApiError(ApiErrorCode.NOT_FOUND, `agent ${id} not found`);
+    return withReach(agent);
+  });
+
+  app.put('/v1/agents/:id', async (request, reply) => {
+    const { id } = parseInput(agentParamsSchema, request.params, 'params');
+    const input = parseInput(agentInputSchema, request.body, 'body');
+    const before = backend.agents.get(id);
+    const agent = await backend.agents.upsert(id, input);
+    // 201 when this request brought the agent into the registry (new, or re-registered after removal).
+    return reply.code(before === undefined || before.removed ? 201 : 200).send(withReach(agent));
+  });
+
+  app.delete('/v1/agents/:id', async (request) => {
+    const { id } = parseInput(agentParamsSchema, request.params, 'params');
+    return withReach(await backend.agents.remove(id));
+  });
+}

@@ -1,0 +1,177 @@
+/**
+ * The HTTP API's request schemas (zod) and the types of its requests and responses, shared by
+ * the server and by clients such as the CLI. The limits are the domain's own constants, so the
+ * API refuses exactly what the registry and the task board would refuse, only earlier; the
+ * domain checks again behind it (and owns the byte limits of JSON-valued fields: agent `meta`,
+ * task `payload`, `result`, `error`).
+ */
+import { z } from 'zod';
+import {
+  AGENT_ID_PATTERN,
+  MAX_AGENT_NAME_LENGTH,
+  MAX_AGENT_TYPE_LENGTH,
+  MAX_CAPABILITIES,
+  MAX_CAPABILITY_LENGTH,
+} from '../registry/agent-policy.js';
+import { AGENT_HEALTH, AGENT_STATES } from '../registry/agent-schema.js';
+import type { AgentView } from '../registry/agents.js';
+import {
+  MAX_DEPENDENCIES,
+  MAX_RETRIES_LIMIT,
+  MAX_TASK_CAPABILITIES,
+  MAX_TASK_CAPABILITY_LENGTH,
+  MAX_TASK_TYPE_LENGTH,
+  MAX_TITLE_LENGTH,
+  TASK_ID_PATTERN,
+} from '../tasks/task-policy.js';
+import { TASK_STATUSES } from '../tasks/task-schema.js';
+import type { TaskView } from '../tasks/tasks.js';
+import type { MeshEvent, NodeStatus, PeerView } from './backend.js';
+
+export type { AgentView, MeshEvent, NodeStatus, PeerView, TaskView };
+export type { ErrorBody } from './errors.js';
+
+export const API_VERSION = 'v1';
+/** Default and maximum number of tasks one `GET /v1/tasks` returns. */
+export const DEFAULT_TASK_LIMIT = 1000;
+export const MAX_TASK_LIMIT = 10_000;
+/** Most peers one `POST /v1/admin/partition` may name. */
+export const MAX_PARTITION_PEERS = 1024;
+/** Node (peer) ids in filters and fault switches: as long as a record id may be. */
+const NODE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+const ID_MESSAGE = 'expected 1-128 characters from [A-Za-z0-9._:-]';
+
+export const agentIdSchema = z.string().regex(AGENT_ID_PATTERN, ID_MESSAGE);
+export const taskIdSchema = z.string().regex(TASK_ID_PATTERN, ID_MESSAGE);
+export const nodeIdSchema = z.string().regex(NODE_ID_PATTERN, ID_MESSAGE);
+
+const plainObject = z.custom<Record<string, unknown>>(
+  (v) => v !== null && typeof v === 'object' && !Array.isArray(v),
+  'expected a JSON object',
+);
+const nonNegative = z.number().nonnegative();
+
+/** An empty query parameter (`?state=`) is the same as an absent one. */
+function queryParam<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+}
+
+// --- agents -------------------------------------------------------------------------------------
+
+export const agentParamsSchema = z.strictObject({ id: agentIdSchema });
+export type AgentParams = z.infer<typeof agentParamsSchema>;
+
+/** `PUT /v1/agents/:id`: the registry's AgentInput. `capabilities` replaces the whole set. */
+export const agentInputSchema = z.strictObject({
+  name: z.string().min(1).max(MAX_AGENT_NAME_LENGTH),
+  type: z.string().min(1).max(MAX_AGENT_TYPE_LENGTH),
+  capabilities: z
+    .array(z.string().min(1).max(MAX_CAPABILITY_LENGTH))
+    .max(MAX_CAPABILITIES, `at most ${MAX_CAPABILITIES} capabilities`)
+    .optional(),
+  state: z.enum(AGENT_STATES).optional(),
+  health: z.enum(AGENT_HEALTH).optional(),
+  load: nonNegative.optional(),
+  capacity: nonNegative.optional(),
+  meta: plainObject.optional(),
+});
+export type AgentInputBody = z.infer<typeof agentInputSchema>;
+
+/** `GET /v1/agents`: every given filter must match. */
+export const agentListQuerySchema = z.strictObject({
+  capability: queryParam(z.string().max(MAX_CAPABILITY_LENGTH)),
+  type: queryParam(z.string().max(MAX_AGENT_TYPE_LENGTH)),
+  state: queryParam(z.enum(AGENT_STATES)),
+  node: queryParam(nodeIdSchema),
+});
+export type AgentListQuery = z.infer<typeof agentListQuerySchema>;
+
+/** An agent as the API returns it: the registry's view plus whether its hosting node is reachable. */
+export type AgentResponse = AgentView & { reachable: boolean };
+
+// --- tasks --------------------------------------------------------------------------------------
+
+export const taskParamsSchema = z.strictObject({ id: taskIdSchema });
+export type TaskParams = z.infer<typeof taskParamsSchema>;
+
+/** `POST /v1/tasks`: the task board's TaskInput. */
+export const taskInputSchema = z.strictObject({
+  id: taskIdSchema.optional(),
+  type: z.string().min(1).max(MAX_TASK_TYPE_LENGTH),
+  title: z.string().max(MAX_TITLE_LENGTH).optional(),
+  payload: z.unknown().optional(),
+  capabilities: z
+    .array(z.string().min(1).max(MAX_TASK_CAPABILITY_LENGTH))
+    .max(MAX_TASK_CAPABILITIES, `at most ${MAX_TASK_CAPABILITIES} capabilities`)
+    .optional(),
+  priority: z.number().int().min(0).max(9).optional(),
+  deadline: z.number().nonnegative().nullable().optional(),
+  maxRetries: z.number().int().min(0).max(MAX_RETRIES_LIMIT).optional(),
+  parent: taskIdSchema.nullable().optional(),
+  dependencies: z.array(taskIdSchema).max(MAX_DEPENDENCIES, `at most ${MAX_DEPENDENCIES} dependencies`).optional(),
+});
+export type TaskInputBody = z.infer<typeof taskInputSchema>;
+
+/** `PATCH /v1/tasks/:id`: a status transition (validated by the board) and/or field updates. */
+export const taskPatchSchema = z.strictObject({
+  status: z.enum(TASK_STATUSES).optional(),
+  assignee: taskIdSchema.nullable().optional(),
+  progress: z.number().min(0).max(100).optional(),
+  result: z.unknown().optional(),
+  error: z.unknown().optional(),
+  leaseUntil: z.number().nonnegative().nullable().optional(),
+});
+export type TaskPatchBody = z.infer<typeof taskPatchSchema>;
+
+/** `POST /v1/tasks/:id/cancel`: no body, or an empty object. */
+export const taskCancelSchema = z.strictObject({}).optional();
+
+/** `GET /v1/tasks`: every given filter must match; sorted by creation time, at most `limit`. */
+export const taskListQuerySchema = z.strictObject({
+  status: queryParam(z.enum(TASK_STATUSES)),
+  capability: queryParam(z.string().max(MAX_TASK_CAPABILITY_LENGTH)),
+  assignee: queryParam(taskIdSchema),
+  creator: queryParam(nodeIdSchema),
+  limit: queryParam(
+    z
+      .string()
+      .regex(/^[0-9]{1,6}$/, 'expected a non-negative integer')
+      .transform(Number)
+      .pipe(z.number().int().min(0).max(MAX_TASK_LIMIT)),
+  ),
+});
+export type TaskListQuery = z.infer<typeof taskListQuerySchema>;
+
+// --- events -------------------------------------------------------------------------------------
+
+export const EVENT_KINDS = ['agent', 'task', 'node'] as const satisfies readonly MeshEvent['kind'][];
+export type EventKind = (typeof EVENT_KINDS)[number];
+
+/** `GET /v1/events?kind=agent` or `?kind=agent,task`: only those kinds (default: all). */
+export const eventsQuerySchema = z.strictObject({
+  kind: queryParam(
+    z
+      .string()
+      .max(64)
+      .transform((s) => s.split(','))
+      .pipe(z.array(z.enum(EVENT_KINDS)).min(1)),
+  ),
+});
+export type EventsQuery = z.infer<typeof eventsQuerySchema>;
+
+// --- admin (test-only fault switch) -------------------------------------------------------------
+
+export const partitionSchema = z.strictObject({
+  peers: z.array(nodeIdSchema).max(MAX_PARTITION_PEERS),
+});
+export type PartitionBody = z.infer<typeof partitionSchema>;
+export const healSchema = z.strictObject({}).optional();
+
+/** Response of both admin routes: the peers currently refused. */
+export interface FaultResponse {
+  denied: string[];
+}
+
+export interface HealthResponse {
+  ok: true;
+}

@@ -1,0 +1,129 @@
+import type {
+  ApiBackend,
+  CounterSnapshot,
+  FaultSwitch,
+  MeshEvent,
+  NodeStatus,
+  PeerView,
+} from '../../src/api/backend.js';
+import { meshSchemaFor } from '../../src/node/schemas.js';
+import { agentPolicy } from '../../src/registry/agent-policy.js';
+import { AgentRegistry, agentView } from '../../src/registry/agents.js';
+import { nodeSchema } from '../../src/registry/node-schema.js';
+import { type PolicyInput, Replica } from '../../src/replica/index.js';
+import { taskPolicy } from '../../src/tasks/task-policy.js';
+import { TaskBoard, taskView } from '../../src/tasks/tasks.js';
+
+/** The mesh's record policies, by schema, as a node installs them. */
+export function meshPolicy(input: PolicyInput): void {
+  if (input.schema.name === 'agent') agentPolicy(input);
+  else if (input.schema.name === 'task') taskPolicy(input);
+}
+
+/** A bare in-memory replica with the mesh's schemas and policies. */
+export function meshReplica(nodeId: string): Replica {
+  return new Replica({ nodeId, schemaFor: meshSchemaFor, policy: meshPolicy });
+}
+
+/** A fault switch that only records what it was asked. */
+export class FakeFaults implements FaultSwitch {
+  private set = new Set<string>();
+  calls: string[] = [];
+  async partition(peerIds: string[]): Promise<void> {
+    this.calls.push(`partition:${peerIds.join(',')}`);
+    for (const p of peerIds) this.set.add(p);
+  }
+  async heal(): Promise<void> {
+    this.calls.push('heal');
+    this.set.clear();
+  }
+  denied(): string[] {
+    return [...this.set].sort();
+  }
+}
+
+export interface TestBackend extends ApiBackend {
+  readonly replica: Replica;
+  /** Node ids isReachable() reports as unreachable. */
+  readonly unreachable: Set<string>;
+  /** Extra counters merged into counters(). */
+  readonly extraCounters: CounterSnapshot;
+  /** Number of onEvent listeners currently subscribed. */
+  listenerCount(): number;
+}
+
+/**
+ * An ApiBackend over a real in-memory Replica with the real AgentRegistry and TaskBoard; peers
+ * and status are fixed fakes. Events come from the replica's change events, as on a node.
+ */
+export function testBackend(options: { nodeId?: string; faults?: FaultSwitch } = {}): TestBackend {
+  const nodeId = options.nodeId ?? 'node-a';
+  const replica = meshReplica(nodeId);
+  const mutate = async (key: string, build: Parameters<Replica['mutate']>[1]) => replica.mutate(key, build);
+  const agents = new AgentRegistry({ replica, mutate });
+  const tasks = new TaskBoard({ replica, mutate });
+  const listeners = new Set<(e: MeshEvent) => void>();
+  const unreachable = new Set<string>();
+  const extraCounters: CounterSnapshot = {};
+  const startedAt = Date.now();
+
+  replica.events.on('change', (c) => {
+    const slash = c.key.indexOf('/');
+    const kind = c.key.slice(0, slash) as MeshEvent['kind'];
+    const id = c.key.slice(slash + 1);
+    const value =
+      kind === 'agent' ? agentView(id, c.state) : kind === 'task' ? taskView(id, c.state) : nodeSchema.value(c.state);
+    if (value === undefined) return;
+    const event: MeshEvent = { kind, id, value, origin: c.origin ?? null, local: c.local, at: Date.now() };
+    for (const fn of listeners) fn(event);
+  });
+
+  const peers: PeerView[] = [
+    {
+      id: 'node-b',
+      name: 'bee',
+      state: 'alive',
+      phi: 0.4,
+      connected: true,
+      addresses: ['/ip4/127.0.0.1/tcp/4002'],
+      lastHeartbeat: startedAt,
+      api: null,
+    },
+  ];
+
+  return {
+    replica,
+    agents,
+    tasks,
+    faults: options.faults,
+    unreachable,
+    extraCounters,
+    status(): NodeStatus {
+      return {
+        id: nodeId,
+        name: 'test-node',
+        version: '0.0.0-test',
+        listen: ['/ip4/127.0.0.1/tcp/4001'],
+        api: 'http://127.0.0.1:0',
+        peers: { connected: 1, known: 1, alive: 1, suspect: 0, dead: 0 },
+        keys: replica.size,
+        merkleRoot: replica.merkle().rootHex(),
+        versionVector: Object.fromEntries(replica.versionVector().toWire()),
+        uptimeMs: Date.now() - startedAt,
+        startedAt,
+      };
+    },
+    peers: () => peers,
+    isReachable: (id) => !unreachable.has(id),
+    onEvent(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    counters: () => ({
+      'replica.localMutations': replica.stats.localMutations,
+      'replica.rejected': replica.stats.rejected,
+      ...extraCounters,
+    }),
+    listenerCount: () => listeners.size,
+  };
+}
