@@ -234,11 +234,11 @@ describe('HTTP API: agents', T, () => {
   });
   after(() => server.close());
 
-  it('PUT registers (201), then updates (200) an agent of this node', async () => {
+  it('PUT registers, then updates an agent of this node (200 both times)', async () => {
     const created = await call(base, 'PUT', '/v1/agents/coder-1', {
       json: { name: 'Coder', type: 'llm', capabilities: ['code', 'review'], meta: { model: 'x' } },
     });
-    assert.equal(created.status, 201, created.text);
+    assert.equal(created.status, 200, created.text);
     assert.equal(created.json.id, 'coder-1');
     assert.equal(created.json.owner, 'node-a');
     assert.deepEqual([...created.json.capabilities].sort(), ['code', 'review']);
@@ -368,9 +368,9 @@ describe('HTTP API: agents', T, () => {
       false,
     );
     assertError(await call(base, 'DELETE', '/v1/agents/never-was'), 404, 'NOT_FOUND');
-    // Registering it again brings it back (201).
+    // Registering it again brings it back.
     const again = await call(base, 'PUT', '/v1/agents/gone-1', { json: { name: 'g', type: 't' } });
-    assert.equal(again.status, 201);
+    assert.equal(again.status, 200);
     assert.equal(again.json.removed, false);
   });
 });
@@ -776,6 +776,7 @@ describe('HTTP API: event stream', T, () => {
     }
     assertError(await call(base, 'GET', '/v1/events?kind=bogus'), 400, 'INVALID_INPUT');
     assertError(await call(base, 'GET', '/v1/events?since=1'), 400, 'INVALID_INPUT');
+    assert.equal((await call(base, 'HEAD', '/v1/events')).status, 404);
   });
 
   it('sends heartbeat comments', async () => {

@@ -21,13 +21,11 @@ export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
     return withReach(agent);
   });
 
-  app.put('/v1/agents/:id', async (request, reply) => {
+  // 200 whether this registers the agent or updates it: PUT is an idempotent upsert.
+  app.put('/v1/agents/:id', async (request) => {
     const { id } = parseInput(agentParamsSchema, request.params, 'params');
     const input = parseInput(agentInputSchema, request.body, 'body');
-    const before = backend.agents.get(id);
-    const agent = await backend.agents.upsert(id, input);
-    // 201 when this request brought the agent into the registry (new, or re-registered after removal).
-    return reply.code(before === undefined || before.removed ? 201 : 200).send(withReach(agent));
+    return withReach(await backend.agents.upsert(id, input));
   });
 
   app.delete('/v1/agents/:id', async (request) => {

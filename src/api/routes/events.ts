@@ -13,7 +13,8 @@ export function eventRoutes(app: FastifyInstance, ctx: RouteContext): Set<SseCon
   const { backend, metrics, log, sse } = ctx;
   const open = new Set<SseConnection>();
 
-  app.get('/v1/events', async (request, reply) => {
+  // No automatic HEAD twin: a HEAD request must not open a stream that never ends.
+  app.get('/v1/events', { exposeHeadRoute: false }, async (request, reply) => {
     const q = parseInput(eventsQuerySchema, request.query, 'query');
     const kinds: ReadonlySet<EventKind> = new Set(q.kind ?? EVENT_KINDS);
     const started = performance.now();
