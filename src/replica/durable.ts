@@ -1,14 +1,52 @@
 import { decodeMsgpack, encodeMsgpack } from '../codec/index.js';
-import { DotSet, type RecordSchema, type RecordState } from '../crdt/index.js';
+import {
+  ClockDriftError,
+  DotSet,
+  type HybridClock,
+  isTimestamp,
+  type AnyRecordSchema,
+  type RecordState,
+  timestamp,
+  wallOf,
+} from '../crdt/index.js';
 import { DurableStore, type OpenOptions } from '../store/index.js';
 import { logger } from '../util/log.js';
 import type { Delta } from './delta.js';
+import { ReplicaError, ReplicaErrorCode } from './errors.js';
 import type { Replica } from './replica.js';
 
 const log = logger('mesh:replica');
 
 const META_DOTS = 'dots';
 const META_HLC = 'hlc';
+
+/**
+ * Resumes the clock after its persisted high-water mark, so that timestamps issued after a restart
+ * order after every one issued or observed before it, even when the physical clock went back.
+ * `observe` refuses a reading beyond the drift bound; the mark is our own, so a step back larger
+ * than the bound is not an attack but a clock fault: resume as far as the bound allows and say so.
+ * (Fully honouring the mark then would need a HybridClock method that skips the drift check.)
+ */
+function restoreClock(clock: HybridClock, mark: number): void {
+  if (!isTimestamp(mark))
+    throw new ReplicaError(ReplicaErrorCode.INVALID_DELTA, 'persisted HLC mark is not a timestamp');
+  try {
+    clock.observe(mark);
+  } catch (err) {
+    if (!(err instanceof ClockDriftError)) throw err;
+    // now() is at least the physical clock's reading, and exactly it for a fresh clock.
+    const bound = timestamp(wallOf(clock.now()) + clock.maxDriftMs);
+    log.error(
+      { err, mark, resumedAt: bound },
+      'the physical clock is far behind the persisted HLC mark; timestamps may order before earlier ones',
+    );
+    try {
+      clock.observe(bound);
+    } catch (again) {
+      if (!(again instanceof ClockDriftError)) throw again;
+    }
+  }
+}
 
 /**
  * Binds a Replica to its node's DurableStore. At open it loads every record and the seen dots;
@@ -58,7 +96,7 @@ export class DurableReplica {
       let loaded = 0;
       for await (const batch of store.recordBatches()) loaded += replica.load(batch, undefined);
       if (dots) replica.observeDots(dots);
-      if (hlcBytes !== undefined) replica.clock.observe(Math.min(decodeMsgpack<number>(hlcBytes), replica.clock.now()));
+      if (hlcBytes !== undefined) restoreClock(replica.clock, decodeMsgpack<number>(hlcBytes));
       if (store.recovery.dataLoss) {
         log.warn({ messages: store.recovery.messages }, 'LevelDB reported dropped log records; peers will resync us');
       }
@@ -70,7 +108,7 @@ export class DurableReplica {
   }
 
   /** A local mutation, resolved with its delta once it is durable. */
-  async mutate(key: string, build: (current: RecordState, schema: RecordSchema) => RecordState): Promise<Delta> {
+  async mutate(key: string, build: (current: RecordState, schema: AnyRecordSchema) => RecordState): Promise<Delta> {
     const delta = this.replica.mutate(key, build);
     // A mutation that changed nothing still advanced our seq: persist the dots anyway.
     if (!this.flushScheduled) this.schedule(undefined);
