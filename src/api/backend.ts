@@ -45,6 +45,11 @@ export interface FaultSwitch {
   partition(peerIds: string[]): Promise<void>;
   heal(): Promise<void>;
   denied(): string[];
+  /**
+   * Benchmark load: `count` owner updates spread over `agents` agents hosted by this node, issued
+   * as fast as durability allows, `concurrency` at a time. Resolves when all are durable.
+   */
+  load(count: number, agents: number, concurrency: number): Promise<{ count: number; ms: number }>;
 }
 
 /** A flat name -> value snapshot of the node's counters, exported as Prometheus metrics. */

@@ -165,6 +165,15 @@ export const partitionSchema = z.strictObject({
   peers: z.array(nodeIdSchema).max(MAX_PARTITION_PEERS),
 });
 export type PartitionBody = z.infer<typeof partitionSchema>;
+export const loadSchema = z
+  .object({
+    count: z.number().int().min(1).max(10_000_000),
+    agents: z.number().int().min(1).max(100_000).default(1000),
+    concurrency: z.number().int().min(1).max(100_000).default(512),
+  })
+  .strict();
+export type LoadBody = z.infer<typeof loadSchema>;
+
 export const healSchema = z.strictObject({}).optional();
 
 /** Response of both admin routes: the peers currently refused. */

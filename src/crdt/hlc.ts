@@ -65,6 +65,15 @@ export class HybridClock {
     return this.last;
   }
 
+  /**
+   * Resumes after our own persisted high-water mark, with no drift check: the mark is ours, and
+   * timestamps issued after a restart must order after every one issued before it even if the
+   * physical clock went back by more than the drift bound.
+   */
+  restore(mark: Timestamp): void {
+    if (mark > this.last) this.last = mark;
+  }
+
   /** Refuses a remote reading too far in the future, without touching the clock. */
   check(remote: Timestamp): void {
     const local = this.physical();

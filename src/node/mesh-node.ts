@@ -85,6 +85,7 @@ export class MeshNode implements ApiBackend {
             await this.host.refreshGater();
           },
           denied: () => [...this.denied],
+          load: (count, agents, concurrency) => this.generateLoad(count, agents, concurrency),
         }
       : undefined;
   }
@@ -311,6 +312,29 @@ export class MeshNode implements ApiBackend {
     }
   }
 
+  /** Benchmark load: heartbeats of `agents` agents hosted here, `count` updates in all. */
+  private async generateLoad(
+    count: number,
+    agents: number,
+    concurrency: number,
+  ): Promise<{ count: number; ms: number }> {
+    const started = performance.now();
+    const ids = Array.from({ length: agents }, (_, i) => `load-${this.id.slice(-8)}-${i}`);
+    for (const id of ids) {
+      if (this.agents.get(id) === undefined)
+        await this.agents.upsert(id, { name: id, type: 'load', capabilities: ['load'] });
+    }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < count) {
+        const i = next++;
+        await this.agents.heartbeat(ids[i % agents] as string, { load: i % 100 });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+    return { count, ms: performance.now() - started };
+  }
+
   // --- ApiBackend -----------------------------------------------------------------------------
 
   onEvent(listener: (event: MeshEvent) => void): () => void {
@@ -394,13 +418,14 @@ export class MeshNode implements ApiBackend {
     out.sync_served_total = s.served;
     out.sync_failures_total = s.failures;
     for (const [reason, n] of Object.entries(s.rejectedRecords)) out[`sync_rejected_records_${reason}_total`] = n;
-    for (const [strategy, st] of Object.entries(s.byStrategy)) {
-      out[`sync_${strategy}_sessions_total`] = st.sessions;
-      out[`sync_${strategy}_bytes_sent_total`] = st.bytesSent;
-      out[`sync_${strategy}_bytes_received_total`] = st.bytesReceived;
-      out[`sync_${strategy}_rounds_total`] = st.rounds;
-      out[`sync_${strategy}_records_sent_total`] = st.recordsSent;
-      out[`sync_${strategy}_records_received_total`] = st.recordsReceived;
+    for (const [strategy, n] of Object.entries(s.sessions)) out[`sync_sessions_${strategy}_total`] = n;
+    for (const [phase, st] of Object.entries(s.byPhase)) {
+      out[`sync_${phase}_phases_total`] = st.sessions;
+      out[`sync_${phase}_bytes_sent_total`] = st.bytesSent;
+      out[`sync_${phase}_bytes_received_total`] = st.bytesReceived;
+      out[`sync_${phase}_rounds_total`] = st.rounds;
+      out[`sync_${phase}_records_sent_total`] = st.recordsSent;
+      out[`sync_${phase}_records_received_total`] = st.recordsReceived;
     }
     out.sync_interval_ms = this.scheduler.currentIntervalMs;
     const st = this.durable.store.stats;

@@ -30,22 +30,10 @@ const META_HLC = 'hlc';
 function restoreClock(clock: HybridClock, mark: number): void {
   if (!isTimestamp(mark))
     throw new ReplicaError(ReplicaErrorCode.INVALID_DELTA, 'persisted HLC mark is not a timestamp');
-  try {
-    clock.observe(mark);
-  } catch (err) {
-    if (!(err instanceof ClockDriftError)) throw err;
-    // now() is at least the physical clock's reading, and exactly it for a fresh clock.
-    const bound = timestamp(wallOf(clock.now()) + clock.maxDriftMs);
-    log.error(
-      { err, mark, resumedAt: bound },
-      'the physical clock is far behind the persisted HLC mark; timestamps may order before earlier ones',
-    );
-    try {
-      clock.observe(bound);
-    } catch (again) {
-      if (!(again instanceof ClockDriftError)) throw again;
-    }
+  if (wallOf(mark) - Date.now() > clock.maxDriftMs) {
+    log.warn({ mark }, 'the physical clock is far behind our persisted HLC mark; resuming after the mark');
   }
+  clock.restore(mark);
 }
 
 /**

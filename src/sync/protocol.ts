@@ -57,12 +57,20 @@ export interface StrategyStats {
   recordsReceived: number;
 }
 
+export type Phase = Exclude<Strategy, 'none'>;
+
 export interface SyncStats {
   initiated: number;
   served: number;
   failures: number;
   rejectedRecords: Record<string, number>;
-  byStrategy: Record<Strategy, StrategyStats>;
+  /** Sessions by the strategy the initiator chose. */
+  sessions: Record<Strategy, number>;
+  /**
+   * Traffic by phase, on the initiating side: a Bloom session's Merkle mop-up counts under
+   * merkle, so these show which mechanism moved what.
+   */
+  byPhase: Record<Phase, StrategyStats>;
 }
 
 export interface SyncProtocolOptions {
@@ -75,6 +83,52 @@ export interface SyncProtocolOptions {
   /** Use gap repair by dots when at most this many dots are missing (in both directions). */
   gapLimit?: number;
   log?: Logger;
+}
+
+/** Which phase a request belongs to, as seen by the responder. */
+const PHASE_OF: Partial<Record<SyncMessage['t'], Phase>> = {
+  gaps: 'gaps',
+  deltas: 'gaps',
+  bloom: 'bloom',
+  nodes: 'merkle',
+  want: 'merkle',
+};
+
+/** Books a session's traffic (bytes, rounds, records) under the phase it is in. */
+class PhaseMeter {
+  private current: Phase | undefined;
+  private mark: number[] = [];
+
+  constructor(
+    private readonly stats: SyncStats,
+    private readonly session: Session,
+    private readonly report: SyncReport,
+  ) {}
+
+  enter(phase: Phase): void {
+    if (phase === this.current) return;
+    this.close();
+    this.current = phase;
+    this.stats.byPhase[phase].sessions++;
+    this.mark = this.snapshot();
+  }
+
+  close(): void {
+    if (this.current === undefined) return;
+    const now = this.snapshot();
+    const s = this.stats.byPhase[this.current];
+    s.bytesSent += (now[0] as number) - (this.mark[0] as number);
+    s.bytesReceived += (now[1] as number) - (this.mark[1] as number);
+    s.rounds += (now[2] as number) - (this.mark[2] as number);
+    s.recordsSent += (now[3] as number) - (this.mark[3] as number);
+    s.recordsReceived += (now[4] as number) - (this.mark[4] as number);
+    this.current = undefined;
+  }
+
+  private snapshot(): number[] {
+    const r = this.report;
+    return [this.session.bytesSent, this.session.bytesReceived, r.rounds, r.recordsSent, r.recordsReceived];
+  }
 }
 
 const emptyStrategyStats = (): StrategyStats => ({
@@ -126,12 +180,8 @@ export class SyncProtocol {
     served: 0,
     failures: 0,
     rejectedRecords: {},
-    byStrategy: {
-      none: emptyStrategyStats(),
-      gaps: emptyStrategyStats(),
-      merkle: emptyStrategyStats(),
-      bloom: emptyStrategyStats(),
-    },
+    sessions: { none: 0, gaps: 0, merkle: 0, bloom: 0 },
+    byPhase: { gaps: emptyStrategyStats(), merkle: emptyStrategyStats(), bloom: emptyStrategyStats() },
   };
   private readonly replica: Replica;
   private readonly host: MeshHost;
@@ -140,6 +190,7 @@ export class SyncProtocol {
   private readonly chunkBytes: number;
   private readonly gapLimit: number;
   private readonly log: Logger;
+  private readonly lastSession = new Map<string, number>();
 
   constructor(options: SyncProtocolOptions) {
     this.replica = options.replica;
@@ -161,9 +212,15 @@ export class SyncProtocol {
     await this.host.unhandle(SYNC_PROTOCOL).catch(() => {});
   }
 
+  /** When a session with peer (either direction) last started, in performance.now() ms. */
+  lastSessionAt(peer: string): number {
+    return this.lastSession.get(peer) ?? -Infinity;
+  }
+
   /** Reconciles with one connected peer. `strategy` forces a strategy (benchmarks compare them). */
   async syncWith(peer: string, options: { signal?: AbortSignal; strategy?: StrategyChoice } = {}): Promise<SyncReport> {
     const started = performance.now();
+    this.lastSession.set(peer, started);
     this.stats.initiated++;
     const session = await this.host.openSession(peer, SYNC_PROTOCOL, options.signal ? { signal: options.signal } : {});
     const report: SyncReport = {
@@ -191,11 +248,13 @@ export class SyncProtocol {
       } else {
         report.strategy = this.choose(theirs, theirDots, report, options.strategy ?? 'adaptive');
         let complete = true;
-        if (report.strategy === 'gaps') complete = await this.repairGaps(session, theirDots, report);
-        if (report.strategy === 'bloom') await this.bloomExchange(session, report);
+        if (report.strategy === 'gaps') {
+          complete = await this.phase('gaps', session, report, () => this.repairGaps(session, theirDots, report));
+        }
+        if (report.strategy === 'bloom')
+          await this.phase('bloom', session, report, () => this.bloomExchange(session, report));
         if (report.strategy !== 'gaps' || !complete) {
-          if (report.strategy === 'gaps') report.strategy = 'merkle';
-          await this.merkleExchange(session, report);
+          await this.phase('merkle', session, report, () => this.merkleExchange(session, report));
           complete = true;
         }
         // We now hold every record the peer had when it said hello, so its dots are ours too.
@@ -206,13 +265,7 @@ export class SyncProtocol {
       report.bytesSent = session.bytesSent;
       report.bytesReceived = session.bytesReceived;
       report.durationMs = performance.now() - started;
-      const s = this.stats.byStrategy[report.strategy];
-      s.sessions++;
-      s.bytesSent += report.bytesSent;
-      s.bytesReceived += report.bytesReceived;
-      s.rounds += report.rounds;
-      s.recordsSent += report.recordsSent;
-      s.recordsReceived += report.recordsReceived;
+      this.stats.sessions[report.strategy]++;
       return report;
     } catch (err) {
       this.stats.failures++;
@@ -222,6 +275,17 @@ export class SyncProtocol {
   }
 
   // --- initiator steps ------------------------------------------------------------------------
+
+  /** Runs one phase of a session and books its traffic under that phase. */
+  private async phase<T>(name: Phase, session: Session, report: SyncReport, run: () => Promise<T>): Promise<T> {
+    const meter = new PhaseMeter(this.stats, session, report);
+    meter.enter(name);
+    try {
+      return await run();
+    } finally {
+      meter.close();
+    }
+  }
 
   private hello(): Hello {
     const tree = this.replica.merkle();
@@ -326,13 +390,23 @@ export class SyncProtocol {
 
   private async serve(session: Session, peer: string): Promise<void> {
     this.stats.served++;
+    this.lastSession.set(peer, performance.now());
     let theirDots: DotSet | undefined;
-    const report = { recordsSent: 0, recordBytesSent: 0, recordsReceived: 0, recordBytesReceived: 0 } as SyncReport;
+    const report = {
+      rounds: 0,
+      recordsSent: 0,
+      recordBytesSent: 0,
+      recordsReceived: 0,
+      recordBytesReceived: 0,
+    } as SyncReport;
+    const meter = new PhaseMeter(this.stats, session, report);
     try {
       for (;;) {
         const frame = await session.receiveOrEnd();
         if (frame === undefined) break;
         const m = this.parse(frame);
+        const phase = PHASE_OF[m.t];
+        if (phase !== undefined) meter.enter(phase);
         switch (m.t) {
           case 'hello':
             this.checkHello(m);
@@ -371,6 +445,7 @@ export class SyncProtocol {
             break;
           case 'done':
             if (m.complete && theirDots !== undefined) this.replica.observeDots(theirDots);
+            meter.close();
             await session.close();
             return;
           default:
@@ -378,6 +453,7 @@ export class SyncProtocol {
         }
       }
     } catch (err) {
+      meter.close();
       this.stats.failures++;
       this.log.warn(
         { peer, err: (err as Error).message, code: (err as { code?: string }).code },

@@ -38,8 +38,11 @@ export class SyncScheduler {
     this.max = options.maxIntervalMs ?? 15_000;
     this.interval = Math.min(this.max, Math.max(this.min, 2_000));
     this.log = options.log ?? logger('mesh:sync');
+    // Both ends see the connection; the lower peer id syncs at once and the other only if no
+    // session happened meanwhile, so a joining node is not sent everything twice.
     this.offConnect = options.host.on('peer:connect', (peer) => {
-      this.later(peer, options.connectDelayMs ?? 50);
+      const delay = options.connectDelayMs ?? 50;
+      this.later(peer, options.host.peerId < peer ? delay : delay + 1500, undefined, performance.now());
     });
   }
 
@@ -90,9 +93,11 @@ export class SyncScheduler {
     return p;
   }
 
-  private later(peer: string, delayMs: number, after?: () => void): void {
+  /** Syncs with peer after a delay, unless a session with it started after `unlessSince`. */
+  private later(peer: string, delayMs: number, after?: () => void, unlessSince?: number): void {
     const t = setTimeout(() => {
       after?.();
+      if (unlessSince !== undefined && this.options.protocol.lastSessionAt(peer) >= unlessSince) return;
       if (this.options.host.connectedPeers().includes(peer)) void this.syncNow(peer);
     }, delayMs);
     t.unref();

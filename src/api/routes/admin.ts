@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { FaultSwitch } from '../backend.js';
-import { type FaultResponse, healSchema, partitionSchema } from '../schemas.js';
+import { type FaultResponse, healSchema, loadSchema, partitionSchema } from '../schemas.js';
 import { parseInput, type RouteContext } from './context.js';
 
 /** The test-only fault switch; registered only when the backend has one. */
@@ -10,6 +10,11 @@ export function adminRoutes(app: FastifyInstance, ctx: RouteContext, faults: Fau
     await faults.partition(peers);
     ctx.log.warn({ peers }, 'fault switch: partitioned');
     return { denied: faults.denied() };
+  });
+
+  app.post('/v1/admin/load', async (request) => {
+    const { count, agents, concurrency } = parseInput(loadSchema, request.body, 'body');
+    return faults.load(count, agents, concurrency);
   });
 
   app.post('/v1/admin/heal', async (request): Promise<FaultResponse> => {
