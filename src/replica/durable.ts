@@ -1,12 +1,10 @@
 import { decodeMsgpack, encodeMsgpack } from '../codec/index.js';
 import {
-  ClockDriftError,
   DotSet,
   type HybridClock,
   isTimestamp,
   type AnyRecordSchema,
   type RecordState,
-  timestamp,
   wallOf,
 } from '../crdt/index.js';
 import { DurableStore, type OpenOptions } from '../store/index.js';
