@@ -431,6 +431,10 @@ export class MeshNode implements ApiBackend {
     const st = this.durable.store.stats;
     out.store_batches_total = st.batches;
     out.store_ops_total = st.ops;
+    const ps = this.host.pubsub.stats();
+    out.pubsub_received_total = ps.received;
+    out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;
+    out.pubsub_rejected_by_validator_total = ps.rejectedByValidator;
     out.peers_connected = this.host.connectedPeers().length;
     return out;
   }

@@ -173,3 +173,11 @@ export async function startMesh(n: number, extraArgs: string[] = []): Promise<Me
   );
   return [first, ...rest];
 }
+
+/** Reads `agentmesh_<name>` from a node's Prometheus metrics (0 if absent). */
+export async function metric(node: MeshProcess, name: string): Promise<number> {
+  const res = await fetch(`${node.api}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  const line = text.split('\n').find((l) => l.startsWith(`agentmesh_${name} `));
+  return line === undefined ? 0 : Number(line.split(' ')[1]);
+}

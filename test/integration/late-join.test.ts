@@ -1,14 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { MeshProcess, waitFor } from '../helpers/mesh-process.js';
-
-/** Reads `agentmesh_<name>` from a node's Prometheus metrics (0 if absent). */
-export async function metric(node: MeshProcess, name: string): Promise<number> {
-  const res = await fetch(`${node.api}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  const text = await res.text();
-  const line = text.split('\n').find((l) => l.startsWith(`agentmesh_${name} `));
-  return line === undefined ? 0 : Number(line.split(' ')[1]);
-}
+import { MeshProcess, metric, waitFor } from '../helpers/mesh-process.js';
 
 async function writeTasks(node: MeshProcess, count: number, concurrency: number): Promise<void> {
   let next = 0;
