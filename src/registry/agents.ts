@@ -1,15 +1,21 @@
 import { z } from 'zod';
-import { gCounter, type OrSet, orSet, type RecordSchema, type RecordState } from '../crdt/index.js';
+import { gCounter, type Register, type RecordSchema, type RecordState } from '../crdt/index.js';
 import type { Delta, Replica } from '../replica/index.js';
 import {
+  AGENT_HEALTH,
   AGENT_ID_PATTERN,
+  AGENT_STATES,
+  type AgentHealth,
+  type AgentProfile,
+  type AgentState,
+  agentSchema,
   MAX_AGENT_NAME_LENGTH,
   MAX_AGENT_TYPE_LENGTH,
   MAX_CAPABILITIES,
   MAX_CAPABILITY_LENGTH,
   MAX_META_BYTES,
-} from './agent-policy.js';
-import { AGENT_HEALTH, AGENT_STATES, type AgentHealth, type AgentState, agentSchema } from './agent-schema.js';
+  normalizeCapabilities,
+} from './agent-schema.js';
 import { RegistryError, RegistryErrorCode } from './errors.js';
 
 export type AgentMutateFn = (
@@ -25,7 +31,7 @@ export interface AgentRegistryOptions {
   now?: () => number;
 }
 
-/** What a node registers for an agent it hosts. `capabilities` replaces the set (by diff). */
+/** What a node registers for an agent it hosts. `capabilities` replaces the whole set. */
 export interface AgentInput {
   name: string;
   type: string;
@@ -148,50 +154,47 @@ function normalizeMeta(meta: Record<string, unknown>): Record<string, unknown> {
   return JSON.parse(text) as Record<string, unknown>;
 }
 
-/** The delta that turns `current` into exactly `desired`: remove what is missing, add what is new. */
-function diffCapabilities(current: OrSet, desired: readonly string[], origin: string): OrSet | undefined {
-  const want = new Set(desired);
-  let state = current;
-  let delta: OrSet | undefined;
-  const apply = (d: OrSet): void => {
-    state = orSet.merge(state, d);
-    delta = delta === undefined ? d : orSet.merge(delta, d);
-  };
-  for (const e of orSet.value(current)) if (!want.has(e)) apply(orSet.remove(state, e));
-  for (const e of want) if (!orSet.has(state, e)) apply(orSet.add(state, e, origin));
-  return delta;
-}
-
-/** The agent's view, or undefined if its owner register has not arrived yet (stats-only record). */
+/** The agent's view, or undefined if its profile has not arrived yet (stats-only record). */
 export function agentView(id: string, s: RecordState): AgentView | undefined {
   const S = agentSchema;
-  const owner = S.get(s, 'owner');
-  if (owner === undefined) return undefined;
-  const v = S.value(s);
+  const profile = S.get(s, 'profile');
+  if (profile === undefined) return undefined;
+  const p = profile.v;
   return {
     id,
-    owner: owner.v,
-    name: v.name ?? '',
-    type: v.type ?? '',
-    capabilities: v.capabilities,
-    state: v.state ?? 'INITIALIZING',
-    health: v.health ?? 'unknown',
-    load: v.load ?? 0,
-    capacity: v.capacity ?? DEFAULT_CAPACITY,
-    heartbeat: v.heartbeat ?? 0,
-    stats: { executions: v.executions, successes: v.successes, failures: v.failures, restarts: v.restarts },
-    meta: v.meta ?? {},
-    removed: v.removed ?? false,
+    owner: p.owner,
+    name: p.name,
+    type: p.type,
+    capabilities: [...p.capabilities],
+    state: p.state,
+    health: p.health,
+    load: p.load,
+    capacity: p.capacity,
+    heartbeat: p.heartbeat,
+    stats: {
+      executions: S.fields.executions.value(S.get(s, 'executions')),
+      successes: S.fields.successes.value(S.get(s, 'successes')),
+      failures: S.fields.failures.value(S.get(s, 'failures')),
+      restarts: S.fields.restarts.value(S.get(s, 'restarts')),
+    },
+    meta: p.meta as Record<string, unknown>,
+    removed: p.removed,
   };
 }
 
+type ProfileRegister = Register<AgentProfile>;
+
 /**
- * The agent registry over the replica. Each node writes the owner fields only of the agents it
- * hosts (owner = its node id; checked here with typed errors, and enforced on every replica by
- * `agentPolicy`); execution stats are G-Counters any node increments in its own slot.
+ * The agent registry over the replica. Each node writes the profile only of the agents it hosts
+ * (owner = its node id; checked here with typed errors); execution stats are G-Counters any node
+ * increments in its own slot.
  *
- * Every owner-field delta carries the owner register (unchanged after creation, so it merges as a
- * no-op): a peer that missed the creation can still check who owns the record.
+ * Every owner update rewrites the whole profile with a fresh HLC timestamp and the agent's
+ * original `registeredAt`, so it wins over the owner's earlier profiles, and a peer that missed
+ * earlier updates still gets the complete current profile from any one of them. Concurrent
+ * registrations of one id by two nodes resolve by the profile's lattice order (earliest
+ * registration wins, everywhere); once the loser's node sees the winner's profile it refuses
+ * further writes with NOT_OWNER.
  */
 export class AgentRegistry {
   private readonly replica: Replica;
@@ -204,39 +207,40 @@ export class AgentRegistry {
     this.now = options.now ?? Date.now;
   }
 
-  /** Registers or updates an agent hosted by this node. NOT_OWNER if another node hosts it. */
+  /**
+   * Registers or updates an agent hosted by this node. NOT_OWNER if another node hosts it.
+   * Fields the input omits keep their current values (defaults for a new agent); re-registering
+   * a removed agent clears `removed` and resets its state to INITIALIZING unless given.
+   */
   async upsert(id: string, input: AgentInput): Promise<AgentView> {
     validateAgentId(id);
     const a = parse(agentInputSchema, input, 'agent');
     const meta = a.meta === undefined ? undefined : normalizeMeta(a.meta);
+    const capabilities = a.capabilities === undefined ? undefined : normalizeCapabilities(a.capabilities);
     const node = this.replica.nodeId;
     await this.mutate(agentKey(id), (cur) => {
-      const S = agentSchema;
-      const owner = S.get(cur, 'owner');
-      if (owner !== undefined && owner.v !== node) throw this.notOwner(id, owner.v, 'update');
-      const fresh = owner === undefined;
-      const revived = S.get(cur, 'removed')?.v === true;
+      const prev = agentSchema.get(cur, 'profile');
+      if (prev !== undefined && prev.v.owner !== node) throw this.notOwner(id, prev.v.owner, 'update');
+      const p = prev?.v;
+      const revived = p?.removed === true;
       const t = this.replica.clock.now();
-      return S.delta({
-        owner: owner ?? S.fields.owner.set(node, t, node),
-        name: S.fields.name.set(a.name, t, node),
-        type: S.fields.type.set(a.type, t, node),
-        capabilities:
-          a.capabilities === undefined ? undefined : diffCapabilities(S.get(cur, 'capabilities'), a.capabilities, node),
-        state:
-          a.state !== undefined || fresh || revived
-            ? S.fields.state.set(a.state ?? 'INITIALIZING', t, node)
-            : undefined,
-        health: a.health !== undefined || fresh ? S.fields.health.set(a.health ?? 'unknown', t, node) : undefined,
-        load: a.load !== undefined || fresh ? S.fields.load.set(a.load ?? 0, t, node) : undefined,
-        capacity:
-          a.capacity !== undefined || fresh
-            ? S.fields.capacity.set(a.capacity ?? DEFAULT_CAPACITY, t, node)
-            : undefined,
-        heartbeat: S.fields.heartbeat.set(this.now(), t, node),
-        meta: meta !== undefined || fresh ? S.fields.meta.set(meta ?? {}, t, node) : undefined,
-        removed: fresh || revived ? S.fields.removed.set(false, t, node) : undefined,
-      });
+      return this.write(
+        {
+          owner: node,
+          name: a.name,
+          type: a.type,
+          capabilities: capabilities ?? p?.capabilities ?? [],
+          state: a.state ?? (p === undefined || revived ? 'INITIALIZING' : p.state),
+          health: a.health ?? p?.health ?? 'unknown',
+          load: a.load ?? p?.load ?? 0,
+          capacity: a.capacity ?? p?.capacity ?? DEFAULT_CAPACITY,
+          heartbeat: this.now(),
+          meta: meta ?? p?.meta ?? {},
+          removed: false,
+          registeredAt: p?.registeredAt ?? t,
+        },
+        t,
+      );
     });
     return this.mustGet(id);
   }
@@ -245,22 +249,22 @@ export class AgentRegistry {
   async heartbeat(id: string, input: HeartbeatInput = {}): Promise<AgentView> {
     validateAgentId(id);
     const h = parse(heartbeatSchema, input, 'heartbeat');
-    const node = this.replica.nodeId;
     await this.mutate(agentKey(id), (cur) => {
-      const S = agentSchema;
-      const owner = this.ownedBy(id, cur, 'send heartbeats for');
-      if (S.get(cur, 'removed')?.v === true) {
+      const { v: p } = this.ownedBy(id, cur, 'send heartbeats for');
+      if (p.removed) {
         throw new RegistryError(RegistryErrorCode.AGENT_REMOVED, `agent ${id} was removed; register it again`);
       }
-      const t = this.replica.clock.now();
-      return S.delta({
-        owner,
-        heartbeat: S.fields.heartbeat.set(this.now(), t, node),
-        load: h.load === undefined ? undefined : S.fields.load.set(h.load, t, node),
-        capacity: h.capacity === undefined ? undefined : S.fields.capacity.set(h.capacity, t, node),
-        health: h.health === undefined ? undefined : S.fields.health.set(h.health, t, node),
-        state: h.state === undefined ? undefined : S.fields.state.set(h.state, t, node),
-      });
+      return this.write(
+        {
+          ...p,
+          heartbeat: this.now(),
+          load: h.load ?? p.load,
+          capacity: h.capacity ?? p.capacity,
+          health: h.health ?? p.health,
+          state: h.state ?? p.state,
+        },
+        this.replica.clock.now(),
+      );
     });
     return this.mustGet(id);
   }
@@ -303,14 +307,8 @@ export class AgentRegistry {
     const existing = this.get(id);
     if (existing !== undefined && existing.owner === node && existing.removed) return existing;
     await this.mutate(agentKey(id), (cur) => {
-      const S = agentSchema;
-      const owner = this.ownedBy(id, cur, 'remove');
-      const t = this.replica.clock.now();
-      return S.delta({
-        owner,
-        removed: S.fields.removed.set(true, t, node),
-        state: S.fields.state.set('TERMINATED', t, node),
-      });
+      const { v: p } = this.ownedBy(id, cur, 'remove');
+      return this.write({ ...p, removed: true, state: 'TERMINATED' }, this.replica.clock.now());
     });
     return this.mustGet(id);
   }
@@ -343,18 +341,23 @@ export class AgentRegistry {
     return a;
   }
 
+  /** The delta writing `profile` as this node, at `t`. */
+  private write(profile: AgentProfile, t: number): RecordState {
+    return agentSchema.delta({ profile: agentSchema.fields.profile.set(profile, t, this.replica.nodeId) });
+  }
+
   private known(id: string, cur: RecordState): void {
-    if (agentSchema.get(cur, 'owner') === undefined) {
+    if (agentSchema.get(cur, 'profile') === undefined) {
       throw new RegistryError(RegistryErrorCode.NOT_FOUND, `agent ${id} not found`);
     }
   }
 
-  /** The current owner register, if this node owns the agent; typed errors otherwise. */
-  private ownedBy(id: string, cur: RecordState, action: string) {
-    const owner = agentSchema.get(cur, 'owner');
-    if (owner === undefined) throw new RegistryError(RegistryErrorCode.NOT_FOUND, `agent ${id} not found`);
-    if (owner.v !== this.replica.nodeId) throw this.notOwner(id, owner.v, action);
-    return owner;
+  /** The current profile register, if this node owns the agent; typed errors otherwise. */
+  private ownedBy(id: string, cur: RecordState, action: string): ProfileRegister {
+    const profile = agentSchema.get(cur, 'profile');
+    if (profile === undefined) throw new RegistryError(RegistryErrorCode.NOT_FOUND, `agent ${id} not found`);
+    if (profile.v.owner !== this.replica.nodeId) throw this.notOwner(id, profile.v.owner, action);
+    return profile;
   }
 
   private notOwner(id: string, owner: string, action: string): RegistryError {

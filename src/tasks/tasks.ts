@@ -3,9 +3,8 @@ import { z } from 'zod';
 import type { RecordSchema, RecordState } from '../crdt/index.js';
 import type { Delta, Replica } from '../replica/index.js';
 import { TaskError, TaskErrorCode } from './errors.js';
+import { DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY } from './task-policy.js';
 import {
-  DEFAULT_MAX_RETRIES,
-  DEFAULT_PRIORITY,
   MAX_DEPENDENCIES,
   MAX_PAYLOAD_BYTES,
   MAX_RESULT_BYTES,
@@ -14,12 +13,11 @@ import {
   MAX_TASK_CAPABILITY_LENGTH,
   MAX_TASK_TYPE_LENGTH,
   MAX_TITLE_LENGTH,
-  TASK_ID_PATTERN,
-} from './task-policy.js';
-import {
   type StatusValue,
+  TASK_ID_PATTERN,
   TASK_STATUSES,
   type TaskSpec,
+  type TaskSpecRecord,
   type TaskStatus,
   taskSchema,
   TERMINAL_STATUSES,
@@ -117,7 +115,8 @@ export const TASK_TRANSITIONS: Readonly<Record<TaskStatus, readonly TaskStatus[]
 
 /**
  * The status after a local transition to `to` from `from`, or a TaskError: `undefined` means no
- * status change (a field update or the idempotent CANCELLED -> CANCELLED).
+ * status change (a field update or the idempotent CANCELLED -> CANCELLED). The assignee carries
+ * over, except into a new attempt, which starts unassigned; the caller applies the patch's own.
  */
 export function nextStatus(id: string, from: StatusValue, to: TaskStatus, maxRetries: number): StatusValue | undefined {
   if (to === from.status) {
@@ -133,9 +132,9 @@ export function nextStatus(id: string, from: StatusValue, to: TaskStatus, maxRet
         { details: { from: from.status, to, attempt: from.attempt, maxRetries } },
       );
     }
-    return { status: 'PENDING', attempt: from.attempt + 1 };
+    return { status: 'PENDING', attempt: from.attempt + 1, assignee: null };
   }
-  return { status: to, attempt: from.attempt };
+  return { status: to, attempt: from.attempt, assignee: from.assignee };
 }
 
 function invalidTransition(id: string, from: StatusValue, to: TaskStatus): TaskError {
@@ -211,32 +210,40 @@ export function taskView(id: string, s: RecordState): TaskView | undefined {
   const S = taskSchema;
   const spec = S.get(s, 'spec');
   if (spec === undefined) return undefined;
-  const v = S.value(s);
-  const status = v.status ?? { status: 'PENDING', attempt: 1 };
-  const lease = v.leaseUntil;
+  const sp = spec.v;
+  const status = S.get(s, 'status')?.v ?? { status: 'PENDING', attempt: 1, assignee: null };
   return {
     id,
-    ...spec.v,
-    creator: v.creator ?? spec.w,
-    createdAt: v.createdAt ?? 0,
+    type: sp.type,
+    title: sp.title,
+    payload: sp.payload,
+    capabilities: [...sp.capabilities],
+    priority: sp.priority,
+    deadline: sp.deadline,
+    maxRetries: sp.maxRetries,
+    parent: sp.parent,
+    dependencies: [...sp.dependencies],
+    creator: sp.creator,
+    createdAt: sp.createdAt,
     status: status.status,
     attempt: status.attempt,
-    assignee: v.assignee ?? null,
-    leaseUntil: lease === undefined || lease === 0 ? null : lease,
-    progress: v.progress ?? 0,
-    result: v.result ?? null,
-    error: v.error ?? null,
-    updatedAt: v.updatedAt ?? v.createdAt ?? 0,
+    assignee: status.assignee,
+    leaseUntil: S.get(s, 'leaseUntil')?.v ?? null,
+    progress: S.get(s, 'progress')?.v ?? 0,
+    result: S.get(s, 'result')?.v ?? null,
+    error: S.get(s, 'error')?.v ?? null,
+    updatedAt: S.get(s, 'updatedAt')?.v ?? sp.createdAt,
   };
 }
 
 /**
- * Tasks over the replica: the creator writes the spec once; any node moves the status through
- * the state machine (`TASK_TRANSITIONS`, checked for local changes) and the status lattice makes
- * concurrent changes converge forward. `taskPolicy` guards what arrives from peers.
+ * Tasks over the replica: the creator writes the spec once (concurrent creations of one id
+ * resolve to the earliest, see `specRank`); any node moves the status through the state machine
+ * (`TASK_TRANSITIONS`, checked for local changes) and the status lattice makes concurrent changes
+ * converge forward. `taskPolicy` guards what arrives from peers.
  *
  * Every register written by one call shares one HLC timestamp, so concurrent transitions resolve
- * the same way in every register they both write (status ties, assignee, result...).
+ * the same way in every register they both write (status ties, result, progress...).
  */
 export class TaskBoard {
   private readonly replica: Replica;
@@ -272,11 +279,10 @@ export class TaskBoard {
       if (!schema.isEmpty(cur)) throw new TaskError(TaskErrorCode.TASK_EXISTS, `task ${id} already exists`);
       const S = taskSchema;
       const ts = this.replica.clock.now();
+      const record: TaskSpecRecord = { ...spec, creator: node, createdAt: nowMs, createdTs: ts };
       return S.delta({
-        spec: S.fields.spec.set(spec, ts, node),
-        creator: S.fields.creator.set(node, ts, node),
-        createdAt: S.fields.createdAt.set(nowMs, ts, node),
-        status: S.fields.status.set({ status: 'PENDING', attempt: 1 }, ts, node),
+        spec: S.fields.spec.set(record, ts, node),
+        status: S.fields.status.set({ status: 'PENDING', attempt: 1, assignee: null }, ts, node),
         updatedAt: S.fields.updatedAt.set(nowMs, ts, node),
       });
     });
@@ -303,7 +309,7 @@ export class TaskBoard {
       const S = taskSchema;
       const view = taskView(id, cur);
       if (view === undefined) throw notFound(id);
-      const from: StatusValue = { status: view.status, attempt: view.attempt };
+      const from: StatusValue = { status: view.status, attempt: view.attempt, assignee: view.assignee };
       if (TERMINAL_STATUSES.has(from.status) && (p.status === undefined || p.status === from.status)) {
         throw new TaskError(TaskErrorCode.INVALID_TRANSITION, `task ${id} is ${from.status}: it can no longer change`, {
           details: { from: from.status, attempt: from.attempt },
@@ -317,14 +323,14 @@ export class TaskBoard {
         throw invalid(`task ${id}: status ASSIGNED needs an assignee`);
       }
       const progress = p.progress ?? (newAttempt ? 0 : finalStatus === 'COMPLETED' && next ? 100 : undefined);
-      const lease = p.leaseUntil !== undefined ? (p.leaseUntil ?? 0) : newAttempt ? 0 : undefined;
+      const lease = p.leaseUntil !== undefined ? p.leaseUntil : newAttempt ? null : undefined;
       const resultValue = result !== undefined ? result : newAttempt && view.result !== null ? null : undefined;
       const errorValue = error !== undefined ? error : newAttempt && view.error !== null ? null : undefined;
       const ts = this.replica.clock.now();
       const parts: Parameters<typeof S.delta>[0] = { updatedAt: S.fields.updatedAt.set(this.now(), ts, node) };
-      if (next !== undefined) parts.status = S.fields.status.set(next, ts, node);
-      if (p.assignee !== undefined || (newAttempt && view.assignee !== null)) {
-        parts.assignee = S.fields.assignee.set(assignee, ts, node);
+      if (next !== undefined || p.assignee !== undefined) {
+        const status: StatusValue = { status: finalStatus, attempt: next?.attempt ?? from.attempt, assignee };
+        parts.status = S.fields.status.set(status, ts, node);
       }
       if (progress !== undefined) parts.progress = S.fields.progress.set(progress, ts, node);
       if (lease !== undefined) parts.leaseUntil = S.fields.leaseUntil.set(lease, ts, node);

@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { orSet, type RecordState } from '../../src/crdt/index.js';
+import fc from 'fast-check';
+import { decodeMsgpack, encodeMsgpack } from '../../src/codec/index.js';
+import { HybridClock, type Register, type RecordState } from '../../src/crdt/index.js';
 import { meshSchemaFor } from '../../src/node/schemas.js';
 import {
   AGENT_OWNER_FIELDS,
+  type AgentProfile,
   AgentRegistry,
   agentKey,
   agentPolicy,
   agentSchema,
+  MAX_AGENT_NAME_LENGTH,
   MAX_CAPABILITIES,
   MAX_META_BYTES,
   REGISTRY_HTTP_STATUS,
@@ -15,6 +19,8 @@ import {
 } from '../../src/registry/index.js';
 import { type Delta, PolicyError, Replica } from '../../src/replica/index.js';
 import { taskPolicy } from '../../src/tasks/index.js';
+import { fcParams } from '../helpers/fc.js';
+import { prng } from '../helpers/replicas.js';
 
 interface Node {
   id: string;
@@ -24,7 +30,14 @@ interface Node {
   out: Delta[];
 }
 
-function meshNode(id: string, now?: () => number): Node {
+interface NodeOptions {
+  /** Wall clock for heartbeats (AgentRegistry's `now`). */
+  now?: () => number;
+  /** Physical clock of the replica's HLC (default Date.now). */
+  hlc?: () => number;
+}
+
+function meshNode(id: string, now?: () => number, options: NodeOptions = {}): Node {
   const replica = new Replica({
     nodeId: id,
     schemaFor: meshSchemaFor,
@@ -32,6 +45,7 @@ function meshNode(id: string, now?: () => number): Node {
       if (i.key.startsWith('agent/')) agentPolicy(i);
       else if (i.key.startsWith('task/')) taskPolicy(i);
     },
+    ...(options.hlc ? { clock: new HybridClock({ now: options.hlc }) } : {}),
   });
   const out: Delta[] = [];
   const mutate = async (k: string, b: Parameters<Replica['mutate']>[1]) => {
@@ -47,6 +61,18 @@ function deliver(from: Node, ...to: Node[]): void {
   for (const n of to) for (const d of from.out) n.replica.applyDelta(d, from.id);
 }
 
+/** A delta as the receiver decodes it: through msgpack and the validating wire decoder. */
+function viaWire(target: Replica, d: Delta): Delta {
+  return target.deltaFromWire(decodeMsgpack(encodeMsgpack(target.deltaToWire(d))));
+}
+
+/** Sends every agent record of `from` to `to` as full records (the sync path), through the codec. */
+function syncRecords(from: Node, to: Node): void {
+  for (const [key] of from.replica.entries('agent/')) {
+    to.replica.mergeRecord(key, to.replica.decodeRecord(key, from.replica.encodeRecord(key)), from.id);
+  }
+}
+
 function isRegistryError(code: string) {
   return (e: unknown) => e instanceof RegistryError && e.code === code;
 }
@@ -57,6 +83,40 @@ function isPolicyError(reason: string) {
 /** A delta as `origin` would send it, with the given (possibly forged) record state. */
 function forged(target: Replica, key: string, origin: string, state: RecordState): Delta {
   return { key, origin, seq: target.dots.max(origin) + 1, state };
+}
+
+function profileOf(r: Replica, key: string): Register<AgentProfile> | undefined {
+  const s = r.get(key);
+  return s === undefined ? undefined : agentSchema.get(s, 'profile');
+}
+
+/** A well-formed profile for hand-made (forged or oversized) writes. */
+function profile(owner: string, registeredAt: number, over: Partial<AgentProfile> = {}): AgentProfile {
+  return {
+    owner,
+    name: 'n',
+    type: 't',
+    capabilities: [],
+    state: 'RUNNING',
+    health: 'healthy',
+    load: 0,
+    capacity: 1,
+    heartbeat: 0,
+    meta: {},
+    removed: false,
+    registeredAt,
+    ...over,
+  };
+}
+
+function assertConverged(nodes: Node[], key: string): void {
+  const first = nodes[0] as Node;
+  const ref = first.replica.get(key) as RecordState;
+  for (const n of nodes) {
+    const s = n.replica.get(key);
+    assert.ok(s !== undefined, `${n.id} has ${key}`);
+    assert.ok(agentSchema.equals(s, ref), `${n.id} and ${first.id} hold equal ${key}`);
+  }
 }
 
 const base = { name: 'worker', type: 'llm', capabilities: ['summarize', 'translate'] };
@@ -107,24 +167,25 @@ describe('agent registry', () => {
     assert.deepEqual([h.load, h.health, h.state, h.heartbeat, h.capacity], [2, 'degraded', 'PAUSED', 3_000, 4]);
   });
 
-  it('diffs capabilities: adds the new ones, removes the missing ones, on every replica', async () => {
+  it('replaces capabilities as a whole sorted, unique list, on every replica', async () => {
     const a = meshNode('node-a');
     const b = meshNode('node-b');
-    await a.registry.upsert('ag', { ...base, capabilities: ['a', 'b', 'c'] });
+    await a.registry.upsert('ag', { ...base, capabilities: ['c', 'a', 'b'] });
     deliver(a, b);
-    const before = a.out.length;
-    const v = await a.registry.upsert('ag', { ...base, capabilities: ['b', 'c', 'd', 'd'] });
+    assert.deepEqual(b.registry.get('ag')?.capabilities, ['a', 'b', 'c']);
+    const v = await a.registry.upsert('ag', { ...base, capabilities: ['d', 'b', 'c', 'd'] });
     assert.deepEqual(v.capabilities, ['b', 'c', 'd']);
-    // The update's delta carries only the change: one new entry (d) and the removed dot of a.
-    const caps = agentSchema.get((a.out[before] as Delta).state, 'capabilities');
-    assert.deepEqual(
-      caps.entries.map((e) => e[0]),
-      ['d'],
-    );
+    // The update's delta is the whole profile: one register, no per-field or per-element parts.
+    const last = a.out.at(-1) as Delta;
+    assert.deepEqual(agentSchema.touched(last.state), ['profile']);
+    assert.deepEqual(agentSchema.get(last.state, 'profile')?.v.capabilities, ['b', 'c', 'd']);
     deliver(a, b);
     assert.deepEqual(b.registry.get('ag')?.capabilities, ['b', 'c', 'd']);
     assert.deepEqual((await a.registry.upsert('ag', { ...base, capabilities: [] })).capabilities, []);
     deliver(a, b);
+    assert.deepEqual(b.registry.get('ag')?.capabilities, []);
+    // Views are copies: mutating one does not touch the replica's state.
+    (b.registry.get('ag') as { capabilities: string[] }).capabilities.push('x');
     assert.deepEqual(b.registry.get('ag')?.capabilities, []);
   });
 
@@ -154,7 +215,7 @@ describe('agent registry', () => {
     assert.equal((await b.registry.recordExecution('ag', 'success')).stats.executions, 1);
   });
 
-  it('rejects forged deltas touching owner fields: not_owner, counted, state unchanged', async () => {
+  it('rejects forged profiles: a writer naming another owner is not_owner, counted, state unchanged', async () => {
     const a = meshNode('node-a');
     const b = meshNode('node-b');
     await a.registry.upsert('ag', base);
@@ -162,116 +223,121 @@ describe('agent registry', () => {
     const key = agentKey('ag');
     const S = agentSchema;
     const t = () => b.replica.clock.now();
+    const registeredAt = (profileOf(a.replica, key) as Register<AgentProfile>).v.registeredAt;
+    // B writes a profile naming A as owner (with A's own registeredAt, so it would win the merge).
+    const hijack = () =>
+      S.delta({ profile: S.fields.profile.set(profile('node-a', registeredAt, { name: 'hijacked' }), t(), 'node-b') });
 
-    // 1. B's own replica refuses B writing A's agent (a local mutation through the raw replica).
+    // 1. B's own replica refuses it as a local mutation through the raw replica.
     const bBefore = b.replica.get(key);
-    assert.throws(
-      () => b.replica.mutate(key, () => S.delta({ name: S.fields.name.set('hijacked', t(), 'node-b') })),
-      isPolicyError('not_owner'),
-    );
+    assert.throws(() => b.replica.mutate(key, hijack), isPolicyError('not_owner'));
     assert.equal(b.replica.get(key), bBefore);
     assert.equal(b.replica.stats.rejectedByReason.not_owner, 1);
 
+    // 2. A refuses it as a delta from B...
     const aBefore = a.replica.get(key);
-    const attempts: Array<[string, RecordState]> = [
-      // 2. A register write by B.
-      ['register', S.delta({ name: S.fields.name.set('hijacked', t(), 'node-b') })],
-      // 3. A takeover: B claims the owner register for itself.
-      ['owner takeover', S.delta({ owner: S.fields.owner.set('node-b', t(), 'node-b') })],
-      // 4. A capability added under B's dot.
-      [
-        'capability add',
-        S.delta({ capabilities: orSet.add(S.get(aBefore as RecordState, 'capabilities'), 'x', 'node-b') }),
-      ],
-      // 5. A context-only removal of A's dots (no writer of its own, but not from the owner).
-      [
-        'capability removal',
-        S.delta({ capabilities: orSet.remove(S.get(aBefore as RecordState, 'capabilities'), 'summarize') }),
-      ],
-      // 6. Marking A's agent removed.
-      ['removal', S.delta({ removed: S.fields.removed.set(true, t(), 'node-b') })],
-    ];
-    for (const [what, state] of attempts) {
-      assert.throws(
-        () => a.replica.applyDelta(forged(a.replica, key, 'node-b', state), 'node-b'),
-        isPolicyError('not_owner'),
-        what,
-      );
-    }
-    assert.equal(a.replica.get(key), aBefore, 'A’s record is unchanged');
-    assert.equal(a.replica.stats.rejectedByReason.not_owner, attempts.length);
-    assert.equal(a.replica.dots.max('node-b'), 0, 'refused dots are not marked seen');
-    assert.deepEqual(a.registry.get('ag')?.capabilities, ['summarize', 'translate']);
-
-    // 7. A full record from sync carrying B's write is refused too.
-    const record = S.merge(aBefore as RecordState, S.delta({ name: S.fields.name.set('hijacked', t(), 'node-b') }));
-    assert.throws(() => a.replica.mergeRecord(key, record, 'node-b'), isPolicyError('not_owner'));
-    assert.equal(a.replica.get(key), aBefore);
-
-    // 8. On a node that never heard of the agent: B cannot claim it in A's name...
-    const c = meshNode('node-c');
-    const claim = S.delta({
-      owner: S.fields.owner.set('node-a', t(), 'node-b'),
-      name: S.fields.name.set('x', t(), 'node-b'),
-    });
     assert.throws(
-      () => c.replica.applyDelta(forged(c.replica, key, 'node-b', claim), 'node-b'),
+      () => a.replica.applyDelta(forged(a.replica, key, 'node-b', hijack()), 'node-b'),
       isPolicyError('not_owner'),
     );
-    // ...and owner fields with no owner known are refused.
-    const orphan = S.delta({ name: S.fields.name.set('x', t(), 'node-b') });
+    // ...and a delta from B carrying a profile "written by A" fails the replica's authorship check.
+    const asA = S.delta({
+      profile: S.fields.profile.set(profile('node-a', registeredAt, { name: 'hijacked' }), t(), 'node-a'),
+    });
     assert.throws(
-      () => c.replica.applyDelta(forged(c.replica, key, 'node-b', orphan), 'node-b'),
+      () => a.replica.applyDelta(forged(a.replica, key, 'node-b', asA), 'node-b'),
+      isPolicyError('foreign_writer'),
+    );
+    // 3. A full record from sync carrying it is refused too (no origin to check: the writer is).
+    assert.throws(
+      () => a.replica.mergeRecord(key, S.merge(aBefore as RecordState, hijack()), 'node-b'),
+      isPolicyError('not_owner'),
+    );
+    assert.equal(a.replica.get(key), aBefore, 'A’s record is unchanged');
+    assert.equal(a.replica.stats.rejectedByReason.not_owner, 2);
+    assert.equal(a.replica.stats.rejectedByReason.foreign_writer, 1);
+    assert.equal(a.replica.dots.max('node-b'), 0, 'refused dots are not marked seen');
+
+    // 4. On a node that never heard of the agent: B cannot register it in A's name either.
+    const c = meshNode('node-c');
+    assert.throws(
+      () => c.replica.applyDelta(forged(c.replica, key, 'node-b', hijack()), 'node-b'),
       isPolicyError('not_owner'),
     );
     assert.equal(c.replica.has(key), false);
-    // The genuine deltas still apply afterwards.
+
+    // 5. A profile in B's own name is honest input: accepted, and decided by the lattice. With a
+    //    later registeredAt it loses to A's registration: a no-op.
+    const late = S.delta({ profile: S.fields.profile.set(profile('node-b', t()), t(), 'node-b') });
+    assert.equal(a.replica.applyDelta(forged(a.replica, key, 'node-b', late), 'node-b'), 'unchanged');
+    assert.equal(a.registry.get('ag')?.owner, 'node-a');
+    // Documented limitation: a member that backdates registeredAt takes the id over (attributably).
+    const backdated = S.delta({ profile: S.fields.profile.set(profile('node-b', registeredAt - 1), t(), 'node-b') });
+    assert.equal(c.replica.applyDelta(forged(c.replica, key, 'node-b', backdated), 'node-b'), 'applied');
     deliver(a, c);
-    assert.deepEqual(c.registry.get('ag'), a.registry.get('ag'));
+    assert.equal(c.registry.get('ag')?.owner, 'node-b');
+    assert.equal(a.replica.stats.rejected, 3, 'honest-looking profiles are never refused');
   });
 
-  it('lets owner-field deltas arrive out of order: each carries the owner register', async () => {
-    const a = meshNode('node-a');
+  it('lets owner updates arrive out of order: each one carries the whole profile', async () => {
+    let now = 1_000;
+    const a = meshNode('node-a', () => now);
     const c = meshNode('node-c');
     await a.registry.upsert('ag', base);
+    now = 2_000;
     await a.registry.heartbeat('ag', { load: 3 });
-    // C gets the heartbeat before the registration.
+    // C gets the heartbeat before the registration: it already sees the complete agent.
     c.replica.applyDelta(a.out[1] as Delta, 'node-a');
-    assert.equal(c.registry.get('ag')?.load, 3);
-    c.replica.applyDelta(a.out[0] as Delta, 'node-a');
     assert.deepEqual(c.registry.get('ag'), a.registry.get('ag'));
+    assert.equal(c.replica.applyDelta(a.out[0] as Delta, 'node-a'), 'unchanged', 'the older profile loses');
+    assert.deepEqual(c.registry.get('ag'), a.registry.get('ag'));
+    assert.equal(c.registry.get('ag')?.load, 3);
   });
 
-  it('caps cardinalities after merge whoever writes them (too_large)', async () => {
+  it('caps sizes whoever writes them: too_large in the policy, invalid at decode', async () => {
     const a = meshNode('node-a');
+    const b = meshNode('node-b');
     await a.registry.upsert('ag', base);
     const key = agentKey('ag');
     const S = agentSchema;
     const before = a.replica.get(key);
-    assert.throws(
-      () =>
-        a.replica.mutate(key, (cur) => {
-          let set = S.get(cur, 'capabilities');
-          let delta = orSet.empty();
-          for (let i = 0; i < MAX_CAPABILITIES; i++) {
-            const d = orSet.add(set, `cap-${i}`, 'node-a');
-            set = orSet.merge(set, d);
-            delta = orSet.merge(delta, d);
-          }
-          return S.delta({ owner: S.get(cur, 'owner'), capabilities: delta });
-        }),
-      isPolicyError('too_large'),
-    );
-    const big = { blob: 'x'.repeat(MAX_META_BYTES) };
-    assert.throws(
-      () =>
-        a.replica.mutate(key, (cur) =>
-          S.delta({ owner: S.get(cur, 'owner'), meta: S.fields.meta.set(big, a.replica.clock.now(), 'node-a') }),
-        ),
-      isPolicyError('too_large'),
-    );
+    const registeredAt = (profileOf(a.replica, key) as Register<AgentProfile>).v.registeredAt;
+    const oversized: Array<Partial<AgentProfile>> = [
+      { capabilities: Array.from({ length: MAX_CAPABILITIES + 1 }, (_, i) => `cap-${String(i).padStart(3, '0')}`) },
+      { capabilities: ['c'.repeat(65)] },
+      { meta: { blob: 'x'.repeat(MAX_META_BYTES) } },
+      { name: 'n'.repeat(MAX_AGENT_NAME_LENGTH + 1) },
+      { type: 't'.repeat(129) },
+    ];
+    for (const over of oversized) {
+      const write = () =>
+        S.delta({
+          profile: S.fields.profile.set(profile('node-a', registeredAt, over), a.replica.clock.now(), 'node-a'),
+        });
+      assert.throws(() => a.replica.mutate(key, write), isPolicyError('too_large'), Object.keys(over)[0]);
+      // A peer's decoder refuses the same value before it reaches the policy.
+      const d = forged(b.replica, key, 'node-a', write());
+      assert.throws(() => viaWire(b.replica, d), /invalid delta state/, Object.keys(over)[0]);
+    }
     assert.equal(a.replica.get(key), before);
-    assert.equal(a.replica.stats.rejectedByReason.too_large, 2);
+    assert.equal(a.replica.stats.rejectedByReason.too_large, oversized.length);
+    // Malformed profiles are refused at decode as well.
+    const malformed: unknown[] = [
+      { ...profile('node-a', registeredAt), capabilities: ['b', 'a'] },
+      { ...profile('node-a', registeredAt), capabilities: ['a', 'a'] },
+      { ...profile('node-a', registeredAt), state: 'DANCING' },
+      { ...profile('node-a', registeredAt), load: -1 },
+      { ...profile('node-a', registeredAt), meta: [1] },
+      { ...profile('node-a', registeredAt), registeredAt: -5 },
+      { ...profile('node-a', registeredAt), extra: 1 },
+      (({ removed: _r, ...rest }) => rest)(profile('node-a', registeredAt)),
+    ];
+    for (const v of malformed) {
+      const wire = [key, 'node-a', 1, [[v, registeredAt, 'node-a'], null, null, null, null]];
+      assert.throws(() => b.replica.deltaFromWire(decodeMsgpack(encodeMsgpack(wire))), /invalid delta state/);
+    }
+    // The well-formed original decodes fine.
+    assert.equal(b.replica.applyDelta(viaWire(b.replica, a.out[0] as Delta)), 'applied');
   });
 
   it('validates input with typed errors and exported limits', async () => {
@@ -348,7 +414,9 @@ describe('agent registry', () => {
       isRegistryError('NOT_OWNER'),
       'removed agents keep their owner',
     );
+    const registeredAt = profileOf(a.replica, agentKey('ag'))?.v.registeredAt;
     const back = await a.registry.upsert('ag', base);
+    assert.equal(profileOf(a.replica, agentKey('ag'))?.v.registeredAt, registeredAt, 'same registration, same rank');
     assert.deepEqual([back.removed, back.state], [false, 'INITIALIZING']);
     deliver(a, b);
     assert.deepEqual(b.registry.list(), [back]);
@@ -377,9 +445,9 @@ describe('agent registry', () => {
         agentSchema.equals(n.replica.get(agentKey('ag')) as RecordState, a.replica.get(agentKey('ag')) as RecordState),
       );
     }
-    // Stats deltas carry no owner field, so the policy lets them through from anyone.
+    // Stats deltas carry no profile, so the policy lets them through from anyone.
     assert.equal(a.replica.stats.rejected, 0);
-    assert.ok(!AGENT_OWNER_FIELDS.includes('executions' as never));
+    assert.deepEqual(AGENT_OWNER_FIELDS, ['profile']);
   });
 
   it('filters lists by capability, type, state and node, sorted by id', async () => {
@@ -405,7 +473,7 @@ describe('agent registry', () => {
     }
   });
 
-  it('hides records whose owner register has not arrived (stats only)', async () => {
+  it('hides records whose profile has not arrived (stats only)', async () => {
     const a = meshNode('node-a');
     const b = meshNode('node-b');
     const c = meshNode('node-c');
@@ -419,5 +487,207 @@ describe('agent registry', () => {
     await assert.rejects(c.registry.recordExecution('ag', 'success'), isRegistryError('NOT_FOUND'));
     deliver(a, c);
     assert.equal(c.registry.get('ag')?.stats.successes, 1);
+  });
+
+  it('converges when two nodes register the same agent id concurrently: the earlier registration wins whole', async () => {
+    let ms = 1_000_000;
+    // A registers first (earlier HLC), B a little later, neither having seen the other.
+    const a = meshNode('node-a', () => 1, { hlc: () => ms });
+    const b = meshNode('node-b', () => 2, { hlc: () => ms + 5 });
+    const others = ['node-c', 'node-d', 'node-e', 'node-f'].map((id) => meshNode(id, undefined, { hlc: () => ms }));
+    const [c, d, e, f] = others as [Node, Node, Node, Node];
+    await a.registry.upsert('ag', { name: 'alpha', type: 'llm', capabilities: ['x', 'y'], meta: { by: 'a' } });
+    await b.registry.upsert('ag', { name: 'beta', type: 'tool', capabilities: ['z'], state: 'RUNNING', load: 7 });
+    ms += 10;
+    // Both keep updating before they hear of each other; B's updates keep losing (same lower rank).
+    await b.registry.heartbeat('ag', { load: 9, health: 'healthy' });
+    await a.registry.heartbeat('ag', { load: 1 });
+    await b.registry.upsert('ag', { name: 'beta-2', type: 'tool' });
+    await a.registry.recordExecution('ag', 'success');
+    await b.registry.recordExecution('ag', 'failure');
+    const expected = (profileOf(a.replica, agentKey('ag')) as Register<AgentProfile>).v;
+
+    // Every delivery order: A<->B directly, C: B's deltas first, D: A's first, interleaved for
+    // E (through the wire decoder, with duplicates), and F only through full records.
+    deliver(a, b);
+    deliver(b, a);
+    deliver(b, c);
+    deliver(a, c);
+    deliver(a, d);
+    deliver(b, d);
+    const mixed = [...b.out, ...a.out].sort((x, y) => x.seq - y.seq || (x.origin < y.origin ? 1 : -1));
+    for (const x of [...mixed, ...mixed.slice().reverse()]) e.replica.applyDelta(viaWire(e.replica, x), x.origin);
+    syncRecords(b, f); // B's full record (which has merged A's by now)...
+    syncRecords(c, f); // ...and again from another peer: a no-op.
+    const all = [a, b, c, d, e, f];
+    assertConverged(all, agentKey('ag'));
+    for (const n of all) {
+      const v = n.registry.get('ag');
+      assert.equal(v?.owner, 'node-a', n.id);
+      assert.deepEqual(profileOf(n.replica, agentKey('ag'))?.v, expected, `${n.id}: A's whole profile, nothing of B's`);
+      assert.deepEqual(v?.stats, { executions: 2, successes: 1, failures: 1, restarts: 0 }, n.id);
+      assert.equal(n.replica.stats.rejected, 0, `${n.id}: honest concurrent writes are never refused`);
+    }
+    assert.deepEqual(a.registry.get('ag')?.capabilities, ['x', 'y']);
+    assert.deepEqual(a.registry.get('ag')?.meta, { by: 'a' });
+
+    // The loser's node now sees another owner and refuses locally, writing nothing.
+    const n = b.out.length;
+    await assert.rejects(b.registry.upsert('ag', { name: 'beta-3', type: 'tool' }), isRegistryError('NOT_OWNER'));
+    await assert.rejects(b.registry.heartbeat('ag'), isRegistryError('NOT_OWNER'));
+    await assert.rejects(b.registry.remove('ag'), isRegistryError('NOT_OWNER'));
+    assert.equal(b.out.length, n);
+    // The winner carries on, and its updates still win everywhere.
+    await a.registry.upsert('ag', { name: 'alpha-2', type: 'llm' });
+    deliver(a, b, c, d, e, f);
+    for (const x of all) assert.equal(x.registry.get('ag')?.name, 'alpha-2', x.id);
+    assertConverged(all, agentKey('ag'));
+  });
+
+  it('keeps registeredAt across updates and re-registration, so an old owner never loses its agent', async () => {
+    let ms = 5_000_000;
+    const a = meshNode('node-a', undefined, { hlc: () => ms });
+    await a.registry.upsert('ag', base);
+    const first = profileOf(a.replica, agentKey('ag')) as Register<AgentProfile>;
+    assert.equal(first.v.registeredAt, first.t, 'registeredAt is the HLC time of the first registration');
+    ms += 100;
+    await a.registry.heartbeat('ag', { load: 2 });
+    await a.registry.remove('ag');
+    ms += 100;
+    await a.registry.upsert('ag', { ...base, name: 'again' });
+    const now = profileOf(a.replica, agentKey('ag')) as Register<AgentProfile>;
+    assert.equal(now.v.registeredAt, first.v.registeredAt);
+    assert.ok(now.t > first.t);
+    assert.deepEqual([now.v.removed, now.v.state, now.v.name], [false, 'INITIALIZING', 'again']);
+  });
+
+  it('converges under random concurrent registrations, updates and removals from 3 nodes, any delivery order (property)', async () => {
+    const AGENTS = ['ag-0', 'ag-1'];
+    const cmd = fc.oneof(
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant('upsert' as const),
+          node: fc.nat(2),
+          agent: fc.nat(1),
+          name: fc.constantFrom('p', 'q', 'r'),
+          caps: fc.option(fc.subarray(['a', 'b', 'c', 'd']), { nil: undefined }),
+          state: fc.option(fc.constantFrom('RUNNING' as const, 'PAUSED' as const), { nil: undefined }),
+        }),
+      },
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          kind: fc.constant('heartbeat' as const),
+          node: fc.nat(2),
+          agent: fc.nat(1),
+          load: fc.nat(10),
+        }),
+      },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('remove' as const), node: fc.nat(2), agent: fc.nat(1) }) },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant('exec' as const),
+          node: fc.nat(2),
+          agent: fc.nat(1),
+          ok: fc.boolean(),
+        }),
+      },
+      { weight: 4, arbitrary: fc.record({ kind: fc.constant('deliver' as const), node: fc.nat(2), pick: fc.nat() }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('sync' as const), from: fc.nat(2), to: fc.nat(2) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.nat(3) }) },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(cmd, { maxLength: 60 }),
+        fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3)),
+        fc.integer(),
+        async (cmds, skews, seed) => {
+          let ms = 1_000_000;
+          const nodes = ['node-a', 'node-b', 'node-c'].map((id, i) =>
+            meshNode(id, () => ms, { hlc: () => ms + (skews[i] as number) }),
+          );
+          const log: Delta[] = [];
+          const executions = new Map<string, number>();
+          for (const c of cmds) {
+            if (c.kind === 'tick') {
+              ms += c.ms;
+              continue;
+            }
+            if (c.kind === 'deliver') {
+              // Any delta, applied or not: duplicates must be no-ops.
+              if (log.length === 0) continue;
+              const d = log[c.pick % log.length] as Delta;
+              const n = nodes[c.node] as Node;
+              if (d.origin !== n.id) n.replica.applyDelta(viaWire(n.replica, d), d.origin);
+              continue;
+            }
+            if (c.kind === 'sync') {
+              if (c.from !== c.to) syncRecords(nodes[c.from] as Node, nodes[c.to] as Node);
+              continue;
+            }
+            const n = nodes[c.node] as Node;
+            const id = AGENTS[c.agent] as string;
+            const before = n.out.length;
+            const run =
+              c.kind === 'upsert'
+                ? n.registry.upsert(id, {
+                    name: c.name,
+                    type: 't',
+                    ...(c.caps ? { capabilities: c.caps } : {}),
+                    ...(c.state ? { state: c.state } : {}),
+                  })
+                : c.kind === 'heartbeat'
+                  ? n.registry.heartbeat(id, { load: c.load })
+                  : c.kind === 'remove'
+                    ? n.registry.remove(id)
+                    : n.registry.recordExecution(id, c.ok ? 'success' : 'failure');
+            await run.catch((e: unknown) => {
+              if (!(e instanceof RegistryError && ['NOT_OWNER', 'NOT_FOUND', 'AGENT_REMOVED'].includes(e.code)))
+                throw e;
+            });
+            if (c.kind === 'exec' && n.out.length > before) executions.set(id, (executions.get(id) ?? 0) + 1);
+            log.push(...n.out.slice(before));
+          }
+          // Heal: every node gets every delta, in a random order, some twice.
+          const rand = prng(seed);
+          for (const n of nodes) {
+            const order = [...log, ...log.filter(() => rand() < 0.3)].sort(() => rand() - 0.5);
+            for (const d of order) n.replica.applyDelta(viaWire(n.replica, d), d.origin);
+          }
+          const P = agentSchema.fields.profile;
+          for (const id of AGENTS) {
+            const key = agentKey(id);
+            const written = log.filter((d) => d.key === key);
+            if (written.length === 0) {
+              for (const n of nodes) assert.equal(n.replica.has(key), false);
+              continue;
+            }
+            assertConverged(nodes, key);
+            // The outcome is the maximum, in the profile's order, of every profile ever written.
+            const profiles = written
+              .map((d) => agentSchema.get(d.state, 'profile'))
+              .filter((p): p is Register<AgentProfile> => p !== undefined);
+            const best = profiles.reduce((x, y) => (P.compare(x, y) >= 0 ? x : y));
+            const held = profileOf(nodes[0]?.replica as Replica, key);
+            assert.ok(held !== undefined && P.equals(held, best));
+            // The earliest registration owns it; everyone else is refused locally.
+            const earliest = Math.min(...profiles.map((p) => p.v.registeredAt));
+            assert.equal(held.v.registeredAt, earliest);
+            for (const n of nodes) {
+              const view = n.registry.get(id);
+              assert.equal(view?.owner, held.v.owner);
+              assert.equal(view?.stats.executions, executions.get(id) ?? 0);
+              if (n.id !== held.v.owner) {
+                await assert.rejects(n.registry.upsert(id, { name: 'x', type: 't' }), isRegistryError('NOT_OWNER'));
+              }
+            }
+          }
+          for (const n of nodes) assert.equal(n.replica.stats.rejected, 0, 'honest writes are never refused');
+        },
+      ),
+      { ...fcParams, numRuns: Math.min(fcParams.numRuns, 300) },
+    );
   });
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { RecordState } from '../../src/crdt/index.js';
+import { decodeMsgpack, encodeMsgpack } from '../../src/codec/index.js';
+import { HybridClock, type Register, type RecordState } from '../../src/crdt/index.js';
 import { meshSchemaFor } from '../../src/node/schemas.js';
 import { agentPolicy } from '../../src/registry/index.js';
 import { type Delta, PolicyError, Replica } from '../../src/replica/index.js';
@@ -17,6 +18,7 @@ import {
   taskKey,
   taskPolicy,
   taskSchema,
+  type TaskSpecRecord,
   type TaskStatus,
   type TaskView,
 } from '../../src/tasks/index.js';
@@ -30,7 +32,8 @@ interface Node {
   out: Delta[];
 }
 
-function meshNode(id: string, now?: () => number): Node {
+/** `hlc`: the physical clock of the replica's HLC (default Date.now). */
+function meshNode(id: string, now?: () => number, hlc?: () => number): Node {
   const replica = new Replica({
     nodeId: id,
     schemaFor: meshSchemaFor,
@@ -38,6 +41,7 @@ function meshNode(id: string, now?: () => number): Node {
       if (i.key.startsWith('agent/')) agentPolicy(i);
       else if (i.key.startsWith('task/')) taskPolicy(i);
     },
+    ...(hlc ? { clock: new HybridClock({ now: hlc }) } : {}),
   });
   const out: Delta[] = [];
   const mutate = async (k: string, b: Parameters<Replica['mutate']>[1]) => {
@@ -62,6 +66,26 @@ function isPolicyError(reason: string) {
 
 function forged(target: Replica, key: string, origin: string, state: RecordState): Delta {
   return { key, origin, seq: target.dots.max(origin) + 1, state };
+}
+
+/** A delta as the receiver decodes it: through msgpack and the validating wire decoder. */
+function viaWire(target: Replica, d: Delta): Delta {
+  return target.deltaFromWire(decodeMsgpack(encodeMsgpack(target.deltaToWire(d))));
+}
+
+function specOf(r: Replica, key: string): Register<TaskSpecRecord> | undefined {
+  const s = r.get(key);
+  return s === undefined ? undefined : taskSchema.get(s, 'spec');
+}
+
+function assertConverged(nodes: Node[], key: string): void {
+  const first = nodes[0] as Node;
+  const ref = first.replica.get(key) as RecordState;
+  for (const n of nodes) {
+    const s = n.replica.get(key);
+    assert.ok(s !== undefined, `${n.id} has ${key}`);
+    assert.ok(taskSchema.equals(s, ref), `${n.id} and ${first.id} hold equal ${key}`);
+  }
 }
 
 /** How to bring a fresh task to each status through local transitions. */
@@ -463,7 +487,7 @@ describe('task board', () => {
     );
   });
 
-  it('keeps the spec immutable and written by its creator', async () => {
+  it('keeps the earliest spec: later specs for an existing id lose the merge, never refused', async () => {
     const a = meshNode('node-a');
     const b = meshNode('node-b');
     const { id } = await a.board.create({ type: 'x', maxRetries: 1, payload: { v: 1 } });
@@ -471,63 +495,171 @@ describe('task board', () => {
     const key = taskKey(id);
     const S = taskSchema;
     const original = a.replica.get(key) as RecordState;
-    const spec = (S.get(original, 'spec') as { v: Parameters<typeof S.fields.spec.set>[0] }).v;
+    const spec = (specOf(a.replica, key) as Register<TaskSpecRecord>).v;
     const t = () => b.replica.clock.now();
 
-    // A later delta rewriting the spec (even by the creator itself) is refused.
-    for (const [origin, state] of [
-      ['node-b', S.delta({ spec: S.fields.spec.set({ ...spec, payload: { v: 2 } }, t(), 'node-b') })],
-      ['node-a', S.delta({ spec: S.fields.spec.set({ ...spec, priority: 9 }, t(), 'node-a') })],
-      ['node-b', S.delta({ creator: S.fields.creator.set('node-b', t(), 'node-b') })],
-      ['node-b', S.delta({ createdAt: S.fields.createdAt.set(1, t(), 'node-b') })],
+    // A later spec for the same id, by another node or by the creator itself, is honest-looking
+    // input: accepted, and a no-op, because the earlier creation outranks it.
+    for (const [origin, sp] of [
+      ['node-b', { ...spec, payload: { v: 2 }, creator: 'node-b', createdTs: t() }],
+      ['node-a', { ...spec, priority: 9, createdTs: t() }],
     ] as const) {
-      assert.throws(
-        () => b.replica.applyDelta(forged(b.replica, key, origin, state), origin),
-        isPolicyError('spec_immutable'),
-      );
+      const d = forged(b.replica, key, origin, S.delta({ spec: S.fields.spec.set(sp, t(), origin) }));
+      assert.equal(b.replica.applyDelta(d, origin), 'unchanged');
     }
-    assert.throws(
-      () =>
-        b.replica.mergeRecord(
-          key,
-          S.merge(original, S.delta({ spec: S.fields.spec.set({ ...spec, title: 'x' }, t(), 'node-a') })),
-          'node-a',
-        ),
-      isPolicyError('spec_immutable'),
+    const later = S.merge(
+      original,
+      S.delta({ spec: S.fields.spec.set({ ...spec, title: 'x', createdTs: t() }, t(), 'node-a') }),
     );
+    assert.equal(b.replica.mergeRecord(key, later, 'node-a'), false);
     assert.ok(S.equals(b.replica.get(key) as RecordState, original), 'state unchanged');
-    assert.equal(b.replica.stats.rejectedByReason.spec_immutable, 5);
+    assert.equal(b.replica.stats.rejected, 0);
+    await assert.rejects(b.board.create({ id, type: 'y' }), isTaskError('TASK_EXISTS'));
+  });
 
-    // On a node that has not seen the task: B cannot create it in A's name, nor without a creator.
+  it('refuses specs not written by their creator, oversized input and impossible attempts', async () => {
+    const a = meshNode('node-a');
+    const b = meshNode('node-b');
+    const { id } = await a.board.create({ type: 'x', maxRetries: 1, payload: { v: 1 } });
+    deliver(a, b);
+    const key = taskKey(id);
+    const S = taskSchema;
+    const original = a.replica.get(key) as RecordState;
+    const spec = (specOf(a.replica, key) as Register<TaskSpecRecord>).v;
+    const t = () => b.replica.clock.now();
+
+    // B writes a spec naming A as creator: refused as a delta, as a full record, and on a node
+    // that has never seen the task (where it would otherwise win: it is earlier).
+    const inAsName = S.delta({ spec: S.fields.spec.set({ ...spec, createdTs: spec.createdTs - 1 }, t(), 'node-b') });
+    assert.throws(
+      () => b.replica.applyDelta(forged(b.replica, key, 'node-b', inAsName), 'node-b'),
+      isPolicyError('not_creator'),
+    );
+    assert.throws(
+      () => b.replica.mergeRecord(key, S.merge(original, inAsName), 'node-b'),
+      isPolicyError('not_creator'),
+    );
     const c = meshNode('node-c');
-    for (const state of [
-      S.delta({ spec: S.fields.spec.set(spec, t(), 'node-b'), creator: S.fields.creator.set('node-a', t(), 'node-b') }),
-      S.delta({ spec: S.fields.spec.set(spec, t(), 'node-b') }),
-    ]) {
-      assert.throws(
-        () => c.replica.applyDelta(forged(c.replica, key, 'node-b', state), 'node-b'),
-        isPolicyError('not_creator'),
-      );
-    }
+    assert.throws(
+      () => c.replica.applyDelta(forged(c.replica, key, 'node-b', inAsName), 'node-b'),
+      isPolicyError('not_creator'),
+    );
+    assert.throws(() => c.replica.mutate(key, () => inAsName), isPolicyError('not_creator'));
     assert.equal(c.replica.stats.rejectedByReason.not_creator, 2);
     assert.equal(c.replica.has(key), false);
+    assert.equal(b.replica.stats.rejectedByReason.not_creator, 2);
 
     // A status beyond maxRetries + 1 attempts is refused.
-    const bad = S.delta({ status: S.fields.status.set({ status: 'PENDING', attempt: 3 }, t(), 'node-b') });
+    const bad = S.delta({
+      status: S.fields.status.set({ status: 'PENDING', attempt: 3, assignee: null }, t(), 'node-b'),
+    });
     assert.throws(
       () => b.replica.applyDelta(forged(b.replica, key, 'node-b', bad), 'node-b'),
       isPolicyError('invalid_status'),
     );
-    // Oversized results are refused whoever writes them.
+    // Oversized results and specs are refused whoever writes them; the decoder refuses them too.
     const big = S.delta({ result: S.fields.result.set('r'.repeat(MAX_RESULT_BYTES), t(), 'node-b') });
     assert.throws(
       () => b.replica.applyDelta(forged(b.replica, key, 'node-b', big), 'node-b'),
       isPolicyError('too_large'),
     );
+    const hugeSpec = S.delta({
+      spec: S.fields.spec.set({ ...spec, creator: 'node-b', payload: 'p'.repeat(MAX_PAYLOAD_BYTES) }, t(), 'node-b'),
+    });
+    assert.throws(
+      () => b.replica.applyDelta(forged(b.replica, key, 'node-b', hugeSpec), 'node-b'),
+      isPolicyError('too_large'),
+    );
+    assert.throws(() => viaWire(c.replica, forged(c.replica, key, 'node-b', hugeSpec)), /invalid delta state/);
+    const { createdTs: _drop, ...noTs } = spec;
+    const malformed = [
+      key,
+      'node-b',
+      1,
+      [[{ ...noTs, creator: 'node-b' }, t(), 'node-b'], null, null, null, null, null, null],
+    ];
+    assert.throws(() => c.replica.deltaFromWire(decodeMsgpack(encodeMsgpack(malformed))), /invalid delta state/);
     assert.ok(S.equals(b.replica.get(key) as RecordState, original));
     // The genuine history still applies everywhere.
-    deliver(a, c);
+    for (const d of a.out) c.replica.applyDelta(viaWire(c.replica, d), 'node-a');
     assert.deepEqual(c.board.get(id), a.board.get(id));
+  });
+
+  it('converges when two nodes create the same task id concurrently: the earlier creation wins whole', async () => {
+    let ms = 2_000_000;
+    const a = meshNode(
+      'node-a',
+      () => 111,
+      () => ms,
+    );
+    const b = meshNode(
+      'node-b',
+      () => 222,
+      () => ms + 3,
+    );
+    const [c, d, e, f] = ['node-c', 'node-d', 'node-e', 'node-f'].map((id) => meshNode(id, undefined, () => ms)) as [
+      Node,
+      Node,
+      Node,
+      Node,
+    ];
+    await a.board.create({ id: 'job', type: 'build', title: 'from a', payload: { a: 1 }, maxRetries: 2, priority: 1 });
+    await b.board.create({ id: 'job', type: 'test', title: 'from b', capabilities: ['gpu'], maxRetries: 3 });
+    ms += 10;
+    // Both work on it before they hear of each other.
+    await b.board.transition('job', { status: 'ASSIGNED', assignee: 'agent-b' });
+    await a.board.transition('job', { status: 'IN_PROGRESS', assignee: 'agent-a', progress: 10 });
+    const expected = (specOf(a.replica, taskKey('job')) as Register<TaskSpecRecord>).v;
+
+    deliver(a, b);
+    deliver(b, a);
+    deliver(b, c);
+    deliver(a, c);
+    deliver(a, d);
+    deliver(b, d);
+    const mixed = [b.out[0], a.out[1], a.out[0], b.out[1]] as Delta[];
+    for (const x of [...mixed, ...mixed]) e.replica.applyDelta(viaWire(e.replica, x), x.origin);
+    const key = taskKey('job');
+    f.replica.mergeRecord(key, f.replica.decodeRecord(key, b.replica.encodeRecord(key)), 'node-b');
+    f.replica.mergeRecord(key, f.replica.decodeRecord(key, c.replica.encodeRecord(key)), 'node-c');
+    const all = [a, b, c, d, e, f];
+    assertConverged(all, key);
+    for (const n of all) {
+      const v = n.board.get('job') as TaskView;
+      assert.deepEqual(specOf(n.replica, key)?.v, expected, `${n.id}: A's whole spec`);
+      assert.deepEqual(
+        [v.creator, v.createdAt, v.type, v.title, v.capabilities, v.maxRetries],
+        ['node-a', 111, 'build', 'from a', [], 2],
+        n.id,
+      );
+      // IN_PROGRESS outranks ASSIGNED, and the assignee travels with the status that won.
+      assert.deepEqual([v.status, v.assignee, v.attempt], ['IN_PROGRESS', 'agent-a', 1], n.id);
+      assert.equal(n.replica.stats.rejected, 0, `${n.id}: honest concurrent creations are never refused`);
+    }
+    await assert.rejects(b.board.create({ id: 'job', type: 'test' }), isTaskError('TASK_EXISTS'));
+  });
+
+  it('keeps the assignee consistent with the status that wins a concurrent assign/start', async () => {
+    const a = meshNode('node-a');
+    const b = meshNode('node-b');
+    const { id } = await a.board.create({ type: 'x' });
+    deliver(a, b);
+    const nA = a.out.length;
+    const nB = b.out.length;
+    // Concurrently: A reassigns (ASSIGNED to agent-a, later clock), B starts it for agent-b.
+    await b.board.transition(id, { status: 'IN_PROGRESS', assignee: 'agent-b' });
+    await a.board.transition(id, { status: 'ASSIGNED', assignee: 'agent-a' });
+    for (const x of a.out.slice(nA)) b.replica.applyDelta(x, 'node-a');
+    for (const x of b.out.slice(nB)) a.replica.applyDelta(x, 'node-b');
+    for (const n of [a, b]) {
+      const v = n.board.get(id) as TaskView;
+      assert.deepEqual([v.status, v.assignee], ['IN_PROGRESS', 'agent-b'], n.id);
+    }
+    assertConverged([a, b], taskKey(id));
+    // A field-only reassignment within the same status is last-writer-wins.
+    await a.board.transition(id, { assignee: 'agent-c' });
+    deliver(a, b);
+    assert.equal(b.board.get(id)?.assignee, 'agent-c');
   });
 
   it('lists tasks by status, capability, assignee and creator, in creation order, with a limit', async () => {
