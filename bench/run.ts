@@ -17,6 +17,8 @@ const suites: Record<string, Array<[string, () => Promise<Suite>]>> = {
     ['merkle-bloom', async () => (await import('./merkle-bloom.js')).benchMerkleBloom as Suite],
     ['store', async () => (await import('./store.js')).benchStore as Suite],
   ],
+  mesh: [['mesh', async () => (await import('./mesh.js')).benchMesh]],
+  net: [['net', async () => (await import('./net-latency.js')).benchNet as Suite]],
 };
 
 async function main(): Promise<void> {

@@ -100,10 +100,9 @@ export function normalizeCapabilities(caps: readonly string[]): string[] {
  */
 export function profileProblem(v: unknown): string | undefined {
   if (!isPlainObject(v)) return 'not an object';
-  const keys = Object.keys(v);
-  if (keys.length !== PROFILE_KEYS.length || !PROFILE_KEYS.every((k) => Object.hasOwn(v, k))) {
-    return `fields must be exactly ${PROFILE_KEYS.join(', ')}`;
-  }
+  // Every known field must be there; unknown ones are kept, so that a newer minor version can add
+  // fields without older nodes refusing its profiles (the size caps still bound them).
+  if (!PROFILE_KEYS.every((k) => Object.hasOwn(v, k))) return `fields must include ${PROFILE_KEYS.join(', ')}`;
   const p = v as Record<keyof AgentProfile, unknown>;
   if (typeof p.owner !== 'string' || p.owner.length === 0) return 'owner';
   if (typeof p.name !== 'string') return 'name';

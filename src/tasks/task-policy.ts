@@ -1,5 +1,5 @@
 import { type PolicyInput, PolicyError } from '../replica/index.js';
-import { MAX_ATTEMPTS, MAX_RESULT_BYTES, specSizeProblem, taskSchema } from './task-schema.js';
+import { MAX_RESULT_BYTES, specSizeProblem, taskSchema } from './task-schema.js';
 
 // The limits live with the schema (its decoder enforces them too); re-exported here, where the
 // API and older callers import them from.
@@ -37,8 +37,11 @@ export const TASK_IMMUTABLE_FIELDS = ['spec'] as const satisfies readonly TaskFi
  *
  * - a spec names its own writer as creator (`not_creator`): a node can only create a task in its
  *   own name (with the replica's authorship check, a delta carries only its origin's writes);
- * - a status whose attempt exceeds the known spec's `maxRetries + 1` is refused
- *   (`invalid_status`); status regressions cannot happen (the status is a lattice register);
+ * - status regressions cannot happen (the status is a lattice register), and the decoder caps
+ *   attempts at MAX_ATTEMPTS; a status beyond the spec's `maxRetries + 1` is NOT refused, because
+ *   that check would depend on which spec a replica holds: two nodes creating one id concurrently
+ *   with different `maxRetries` would each keep statuses the other refuses, and never converge
+ *   (local transitions still respect the spec's limit);
  * - size caps on the spec, result and error hold whoever wrote them (`too_large`).
  *
  * A spec that differs from the current one is NOT refused: two nodes may honestly create the
@@ -47,12 +50,6 @@ export const TASK_IMMUTABLE_FIELDS = ['spec'] as const satisfies readonly TaskFi
  * rewrite loses the merge: a no-op the replica reports as 'unchanged' without consulting this
  * policy. Re-creating an existing id is refused earlier, locally, with TASK_EXISTS.
  *
- * Known hazard of `invalid_status`: it is the one rule that depends on the replica's state (the
- * spec it holds). If two nodes create one id concurrently with different `maxRetries`, the
- * losing creator's node may, before it sees the winning spec, honestly run more attempts than
- * the winner allows; replicas holding the winning spec then refuse those statuses while replicas
- * that got them first keep them. Statuses within both specs' limits are unaffected.
- *
  * Remote changes are NOT checked against the local state machine: a peer may legitimately jump
  * from PENDING to COMPLETED when the intermediate deltas were lost or are still in flight.
  */
@@ -60,7 +57,7 @@ export function taskPolicy(input: PolicyInput): void {
   if (input.schema.name !== taskSchema.name) {
     throw new TypeError(`taskPolicy installed for a non-task key: ${input.key}`);
   }
-  const { incoming, merged, key } = input;
+  const { incoming, key } = input;
   const S = taskSchema;
 
   const incSpec = S.get(incoming, 'spec');
@@ -73,17 +70,6 @@ export function taskPolicy(input: PolicyInput): void {
     }
     const problem = specSizeProblem(incSpec.v);
     if (problem !== undefined) throw new PolicyError('too_large', `${key}: ${problem}`, { writer: incSpec.w });
-  }
-
-  const status = S.get(incoming, 'status');
-  if (status !== undefined) {
-    const spec = S.get(merged, 'spec');
-    const max = spec === undefined ? MAX_ATTEMPTS : spec.v.maxRetries + 1;
-    if (status.v.attempt > max) {
-      throw new PolicyError('invalid_status', `${key}: attempt ${status.v.attempt} exceeds ${max} attempts`, {
-        status: status.v,
-      });
-    }
   }
 
   for (const f of ['result', 'error'] as const) {

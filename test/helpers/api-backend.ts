@@ -40,6 +40,10 @@ export class FakeFaults implements FaultSwitch {
   denied(): string[] {
     return [...this.set].sort();
   }
+  async load(count: number, agents: number, concurrency: number): Promise<{ count: number; ms: number }> {
+    this.calls.push(`load:${count}:${agents}:${concurrency}`);
+    return { count, ms: 0 };
+  }
 }
 
 export interface TestBackend extends ApiBackend {

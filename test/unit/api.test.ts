@@ -883,6 +883,15 @@ describe('HTTP API: fault switch', T, () => {
     assert.deepEqual(faults.calls, ['partition:node-b,node-c', 'heal']);
   });
 
+  it('POST /v1/admin/load drives the benchmark load and validates its body', async () => {
+    const r = await call(base, 'POST', '/v1/admin/load', { json: { count: 10, agents: 2 } });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, { count: 10, ms: 0 });
+    assert.equal(faults.calls.at(-1), 'load:10:2:512');
+    assertError(await call(base, 'POST', '/v1/admin/load', { json: { count: 0 } }), 400, 'INVALID_INPUT');
+    faults.calls.pop();
+  });
+
   it('bad partition bodies are 400', async () => {
     assertError(await call(base, 'POST', '/v1/admin/partition', { json: {} }), 400, 'INVALID_INPUT');
     assertError(await call(base, 'POST', '/v1/admin/partition', { json: { peers: 'node-b' } }), 400, 'INVALID_INPUT');

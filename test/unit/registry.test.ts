@@ -329,13 +329,20 @@ describe('agent registry', () => {
       { ...profile('node-a', registeredAt), load: -1 },
       { ...profile('node-a', registeredAt), meta: [1] },
       { ...profile('node-a', registeredAt), registeredAt: -5 },
-      { ...profile('node-a', registeredAt), extra: 1 },
       (({ removed: _r, ...rest }) => rest)(profile('node-a', registeredAt)),
     ];
     for (const v of malformed) {
       const wire = [key, 'node-a', 1, [[v, registeredAt, 'node-a'], null, null, null, null]];
       assert.throws(() => b.replica.deltaFromWire(decodeMsgpack(encodeMsgpack(wire))), /invalid delta state/);
     }
+    // An unknown extra field (from a newer minor version) decodes; a missing known one does not.
+    const extra = [
+      key,
+      'node-a',
+      1,
+      [[{ ...profile('node-a', registeredAt), extra: 1 }, registeredAt, 'node-a'], null, null, null, null],
+    ];
+    assert.doesNotThrow(() => b.replica.deltaFromWire(decodeMsgpack(encodeMsgpack(extra))));
     // The well-formed original decodes fine.
     assert.equal(b.replica.applyDelta(viaWire(b.replica, a.out[0] as Delta)), 'applied');
   });
