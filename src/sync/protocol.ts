@@ -43,6 +43,8 @@ export interface SyncReport {
   recordBytesReceived: number;
   recordBytesSent: number;
   deltasReceived: number;
+  /** Wire bytes of frames carrying records or deltas (both directions); the rest identified them. */
+  payloadBytes: number;
   /** Keys found differing by the Merkle pass. */
   differing: number;
   durationMs: number;
@@ -235,6 +237,7 @@ export class SyncProtocol {
       recordBytesReceived: 0,
       recordBytesSent: 0,
       deltasReceived: 0,
+      payloadBytes: 0,
       differing: 0,
       durationMs: 0,
     };
@@ -340,7 +343,7 @@ export class SyncProtocol {
     let complete = true;
     if (want.length > 0) {
       await this.send(session, { t: 'gaps', ranges: want });
-      const res = expect(await this.receive(session), 'deltas');
+      const res = expect(await this.receive(session, report), 'deltas');
       report.rounds++;
       report.deltasReceived += this.applyDeltas(res.deltas, session.remotePeer);
       if (res.incomplete) complete = false;
@@ -348,7 +351,7 @@ export class SyncProtocol {
     const give = theirDots.missingRanges(this.replica.dots, SYNC_LIMITS.maxRanges);
     if (give.length > 0) {
       const { deltas, incomplete } = this.fromLog(give);
-      await this.send(session, { t: 'deltas', deltas, incomplete });
+      await this.send(session, { t: 'deltas', deltas, incomplete }, report);
       if (incomplete) complete = false;
     }
     return complete;
@@ -469,12 +472,17 @@ export class SyncProtocol {
     return parseMessage(decode(frame));
   }
 
-  private async send(session: Session, m: SyncMessage): Promise<void> {
-    await session.send(encode(m));
+  private async send(session: Session, m: SyncMessage, report?: SyncReport): Promise<void> {
+    const frame = encode(m);
+    if (report !== undefined && (m.t === 'recs' || m.t === 'deltas')) report.payloadBytes += frame.length;
+    await session.send(frame);
   }
 
-  private async receive(session: Session): Promise<SyncMessage> {
-    return this.parse(await session.receive());
+  private async receive(session: Session, report?: SyncReport): Promise<SyncMessage> {
+    const frame = await session.receive();
+    const m = this.parse(frame);
+    if (report !== undefined && (m.t === 'recs' || m.t === 'deltas')) report.payloadBytes += frame.length;
+    return m;
   }
 
   /** Sends full records in chunks; always ends with a chunk whose `more` is false. */
@@ -488,17 +496,17 @@ export class SyncProtocol {
       report.recordsSent++;
       report.recordBytesSent += bytes.length;
       if (size >= this.chunkBytes || chunk.length >= SYNC_LIMITS.maxRecordsPerFrame) {
-        await this.send(session, { t: 'recs', recs: chunk, more: true });
+        await this.send(session, { t: 'recs', recs: chunk, more: true }, report);
         chunk = [];
         size = 0;
       }
     }
-    await this.send(session, { t: 'recs', recs: chunk, more: false });
+    await this.send(session, { t: 'recs', recs: chunk, more: false }, report);
   }
 
   private async receiveRecords(session: Session, report: SyncReport): Promise<void> {
     for (;;) {
-      const m = expect(await this.receive(session), 'recs');
+      const m = expect(await this.receive(session, report), 'recs');
       this.mergeRecords(m, session.remotePeer, report);
       if (!m.more) return;
     }
