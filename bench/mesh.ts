@@ -80,18 +80,23 @@ async function latency(n: number, samples: number): Promise<Row> {
     const watchers = nodes.map((x) => new EventWatcher(x.api));
     await Promise.all(watchers.map((w) => w.start()));
     const all: number[] = [];
-    const perNode: number[] = [];
+    const acked: number[] = [];
+    const replication: number[] = [];
     for (let i = -20; i < samples; i++) {
       const writer = nodes[(i + 20) % n] as MeshProcess;
       const id = `lat-${n}-${i + 20}`;
       const arrivals = watchers.map((w) => w.arrival(id));
       const t0 = performance.now();
       const r = await writer.call('PUT', `/v1/agents/${id}`, { name: id, type: 'bench' });
+      const tAck = performance.now();
       if (r.status !== 200) throw new Error(`write failed: ${r.status}`);
       const times = await Promise.all(arrivals);
       if (i >= 0) {
         all.push(Math.max(...times) - t0);
-        for (const t of times) perNode.push(t - t0);
+        acked.push(tAck - t0);
+        const w = (i + 20) % n;
+        const local = times[w] as number;
+        replication.push(Math.max(...times) - local);
       }
       await new Promise((res) => setTimeout(res, 20));
     }
@@ -99,9 +104,11 @@ async function latency(n: number, samples: number): Promise<Row> {
     return {
       bench: `convergence latency N=${n}`,
       samples,
-      'p50 ms (all nodes)': round(median(all)),
-      'p99 ms (all nodes)': round(percentile(all, 99)),
-      'p50 ms (per node)': round(median(perNode)),
+      'client->all p50 ms': round(median(all)),
+      'client->all p99 ms': round(percentile(all, 99)),
+      'local apply->all p50 ms': round(median(replication)),
+      'local apply->all p99 ms': round(percentile(replication, 99)),
+      'client ack (durable) p50 ms': round(median(acked)),
       target: n === 5 ? 'p50 <= 5, p99 <= 25' : n === 10 ? 'p99 <= 50' : '-',
     };
   } finally {
@@ -121,7 +128,9 @@ async function throughput(n: number, perNode: number): Promise<Row> {
       'full connectivity',
     );
     // Register the agents first so the timed part is pure updates.
-    await Promise.all(nodes.map((x) => x.call('POST', '/v1/admin/load', { count: 1, agents: 200, concurrency: 1 })));
+    await Promise.all(
+      nodes.map((x) => x.call('POST', '/v1/admin/load', { count: 1, agents: 200, concurrency: 1 }, 60_000)),
+    );
     const t0 = performance.now();
     const loads = await Promise.all(
       nodes.map((x) =>
@@ -389,9 +398,15 @@ export async function benchMesh(): Promise<Row[]> {
   const only = process.env.MESH_BENCH_ONLY?.split(',');
   const want = (k: string): boolean => only === undefined || only.includes(k);
   const rows: Row[] = [];
-  if (want('latency')) for (const n of [3, 5, 10]) rows.push(await latency(n, 200));
-  if (want('throughput')) rows.push(await throughput(5, 20_000));
-  if (want('reconcile')) rows.push(...(await reconcile(100_000, [10, 100, 1000, 10_000])));
-  if (want('catchup')) rows.push(...(await catchUp(100_000)));
+  // Progress on stderr, so a late failure does not hide what was measured before it.
+  const add = (...rs: Row[]): void => {
+    for (const r of rs) process.stderr.write(`${JSON.stringify(r)}\n`);
+    rows.push(...rs);
+  };
+  if (want('latency'))
+    for (const n of (process.env.MESH_BENCH_N ?? '3,5,10').split(',').map(Number)) add(await latency(n, 200));
+  if (want('throughput')) add(await throughput(5, 20_000));
+  if (want('reconcile')) add(...(await reconcile(100_000, [10, 100, 1000, 10_000])));
+  if (want('catchup')) add(...(await catchUp(100_000)));
   return rows;
 }

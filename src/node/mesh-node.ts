@@ -206,7 +206,7 @@ export class MeshNode implements ApiBackend {
       pubsub: host.pubsub,
       topic: `agentmesh/${o.meshName ?? 'default'}/deltas/1`,
       deltaLog,
-      batchMs: o.gossipBatchMs ?? 2,
+      batchMs: o.gossipBatchMs ?? 0,
       onGap: (_origin, peer) => scheduler.gap(peer),
     });
     this._gossip = gossip;
@@ -293,23 +293,21 @@ export class MeshNode implements ApiBackend {
     const slash = key.indexOf('/');
     const kind = key.slice(0, slash);
     const id = key.slice(slash + 1);
-    let value: unknown;
-    if (kind === 'node') {
+    if (kind === 'node' && id !== this.replica.nodeId) {
       const v = nodeSchema.value(state);
-      value = { id, ...v };
-      if (id !== this.replica.nodeId) {
-        if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
-        if (v.addresses && v.addresses.length > 0 && !this.denied.has(id)) {
-          this.host.addKnownAddresses(id, v.addresses).catch(() => {});
-        }
+      if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
+      if (v.addresses && v.addresses.length > 0 && !this.denied.has(id)) {
+        this.host.addKnownAddresses(id, v.addresses).catch(() => {});
       }
-    } else if (kind === 'agent') value = agentView(id, state);
+    }
+    // Views are built only for listeners: a joining node applies 100k records in seconds.
+    if (!this.events.has('event')) return;
+    let value: unknown;
+    if (kind === 'node') value = { id, ...nodeSchema.value(state) };
+    else if (kind === 'agent') value = agentView(id, state);
     else if (kind === 'task') value = taskView(id, state);
     else return;
-    // Heartbeats change node records every second; only stream them if someone listens.
-    if (this.events.has('event')) {
-      this.events.emit('event', { kind: kind as MeshEvent['kind'], id, value, origin, local, at: Date.now() });
-    }
+    this.events.emit('event', { kind: kind as MeshEvent['kind'], id, value, origin, local, at: Date.now() });
   }
 
   /** Benchmark load: heartbeats of `agents` agents hosted here, `count` updates in all. */

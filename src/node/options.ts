@@ -26,7 +26,7 @@ export interface MeshNodeOptions {
   faults?: boolean;
   /** Force a sync strategy (benchmarks); default adaptive. */
   syncStrategy?: StrategyChoice;
-  /** Delta gossip batching window (ms). Default 2. */
+  /** Delta gossip batching window (ms). Default 0: the next event-loop turn. */
   gossipBatchMs?: number;
   /** Anti-entropy interval bounds (ms). */
   syncMinIntervalMs?: number;

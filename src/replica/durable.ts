@@ -56,6 +56,7 @@ export class DurableReplica {
   private constructor(
     readonly replica: Replica,
     readonly store: DurableStore,
+    private readonly ownEncodings: WeakMap<Uint8Array, string>,
   ) {
     this.unsubscribe = replica.events.on('change', (e) => this.schedule(e.key));
   }
@@ -69,10 +70,13 @@ export class DurableReplica {
     dir: string,
     options: Omit<OpenOptions, 'validate'> = {},
   ): Promise<{ durable: DurableReplica; loaded: number }> {
+    // Bytes the replica encoded from a state it already validated are valid by construction; any
+    // other bytes written to this store are decoded and validated in full before they are stored.
+    const ownEncodings = new WeakMap<Uint8Array, string>();
     const store = await DurableStore.open(dir, {
       ...options,
       validate: (key, value) => {
-        replica.decodeRecord(key, value);
+        if (ownEncodings.get(value) !== key) replica.decodeRecord(key, value);
       },
     });
     try {
@@ -86,7 +90,7 @@ export class DurableReplica {
       if (store.recovery.dataLoss) {
         log.warn({ messages: store.recovery.messages }, 'LevelDB reported dropped log records; peers will resync us');
       }
-      return { durable: new DurableReplica(replica, store), loaded };
+      return { durable: new DurableReplica(replica, store, ownEncodings), loaded };
     } catch (err) {
       await store.close();
       throw err;
@@ -136,7 +140,11 @@ export class DurableReplica {
       return;
     }
     const records: Array<[string, Uint8Array]> = [];
-    for (const key of this.pending) records.push([key, this.replica.encodeRecord(key)]);
+    for (const key of this.pending) {
+      const bytes = this.replica.encodeRecord(key);
+      this.ownEncodings.set(bytes, key);
+      records.push([key, bytes]);
+    }
     this.pending.clear();
     const meta: Array<[string, Uint8Array]> = [
       [META_DOTS, encodeMsgpack(this.replica.dots.toWire())],

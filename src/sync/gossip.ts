@@ -10,7 +10,12 @@ export interface GossipOptions {
   /** One topic per mesh, e.g. `agentmesh/<mesh name>/deltas/1`. */
   topic: string;
   deltaLog: DeltaLog;
-  /** How long local deltas wait for company before they are published (ms). */
+  /**
+   * How long local deltas wait for company before they are published (ms). 0 (the default)
+   * publishes on the next turn of the event loop: everything made durable in the same turn (one
+   * group commit acknowledges many writes at once) still goes out as one message, and an idle
+   * node pays no timer delay.
+   */
   batchMs?: number;
   /** Most deltas in one message. */
   maxBatch?: number;
@@ -60,12 +65,12 @@ export class DeltaGossip {
   private readonly maxBatch: number;
   private readonly log: Logger;
   private queue: DeltaWire[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private inflight: Promise<void> = Promise.resolve();
   private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly options: GossipOptions) {
-    this.batchMs = options.batchMs ?? 2;
+    this.batchMs = options.batchMs ?? 0;
     this.maxBatch = options.maxBatch ?? 512;
     this.log = options.log ?? logger('mesh:gossip');
   }
@@ -89,13 +94,16 @@ export class DeltaGossip {
     this.options.deltaLog.add(delta.origin, delta.seq, wire);
     this.queue.push(wire);
     if (this.queue.length >= this.maxBatch) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), this.batchMs);
+    else
+      this.timer ??=
+        this.batchMs > 0 ? setTimeout(() => void this.flush(), this.batchMs) : setImmediate(() => void this.flush());
   }
 
   /** Publishes every queued delta now; resolves when the publishes have been handed to gossipsub. */
   flush(): Promise<void> {
     if (this.timer !== undefined) {
-      clearTimeout(this.timer);
+      if (this.batchMs > 0) clearTimeout(this.timer as NodeJS.Timeout);
+      else clearImmediate(this.timer as NodeJS.Immediate);
       this.timer = undefined;
     }
     while (this.queue.length > 0) {
