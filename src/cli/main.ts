@@ -13,7 +13,7 @@ const { version } = require('../../package.json') as { version: string };
 interface StartFlags {
   data: string;
   listen?: string[];
-  api: string;
+  api: { host: string; port: number };
   name?: string;
   psk?: string;
   logLevel: string;
@@ -45,7 +45,11 @@ function nodeOptions(cmd: Command): Command {
   return cmd
     .option('--data <dir>', 'data directory', DEFAULT_DATA_DIR)
     .option('--listen <multiaddr>', 'libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/7071)', collect)
-    .option('--api <host:port>', 'HTTP API address', `${DEFAULT_API.host}:${DEFAULT_API.port}`)
+    .addOption(
+      new Option('--api <host:port>', 'HTTP API address')
+        .argParser(parseHostPort)
+        .default(DEFAULT_API, `${DEFAULT_API.host}:${DEFAULT_API.port}`),
+    )
     .option('--name <name>', 'node name (default: host name)')
     .option('--psk <file>', 'pre-shared key file for a private mesh (see mesh keygen)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info')
@@ -61,7 +65,7 @@ function nodeOptions(cmd: Command): Command {
 
 async function runNode(flags: StartFlags, join: string[]): Promise<number> {
   setLogLevel(flags.logLevel as never);
-  const api = parseHostPort(flags.api);
+  const api = flags.api;
   const options: MeshNodeOptions = {
     dataDir: flags.data,
     api,
@@ -111,13 +115,16 @@ async function runNode(flags: StartFlags, join: string[]): Promise<number> {
       process.stdin.resume();
     }
   });
+  process.stdin.destroy();
+  // Everything is stopped and flushed; a handle some library forgot must not keep us alive.
+  setTimeout(() => process.exit(0), 2000).unref();
   return 0;
 }
 
 function explainStartError(err: unknown, flags: StartFlags): string {
   if (isStoreError(err, 'STORE_LOCKED')) return `data directory ${flags.data} is in use by another mesh node`;
   const code = (err as { code?: string }).code;
-  if (code === 'EADDRINUSE') return `API address ${flags.api} is already in use`;
+  if (code === 'EADDRINUSE') return `API address ${flags.api.host}:${flags.api.port} is already in use`;
   if (isNetError(err) && err.code === 'LISTEN_FAILED') return `cannot listen: ${err.message} (is the port taken?)`;
   return (err as Error).message ?? String(err);
 }

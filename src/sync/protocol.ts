@@ -371,12 +371,17 @@ export class SyncProtocol {
   }
 
   private async merkleExchange(session: Session, report: SyncReport): Promise<void> {
-    const result = await merkleDiff(this.replica.merkle(), async (paths) => {
-      await this.send(session, { t: 'nodes', paths });
-      const res = expect(await this.receive(session), 'nodes-res');
-      report.rounds++;
-      return res.nodes.map(nodeFromWire);
-    });
+    // 4096 inner nodes are about 1 MiB on the wire: responses stay well inside the frame limit.
+    const result = await merkleDiff(
+      this.replica.merkle(),
+      async (paths) => {
+        await this.send(session, { t: 'nodes', paths });
+        const res = expect(await this.receive(session), 'nodes-res');
+        report.rounds++;
+        return res.nodes.map(nodeFromWire);
+      },
+      { maxPathsPerRequest: 4096 },
+    );
     report.differing = result.differing.length;
     if (result.differing.length === 0) return;
     await this.sendRecords(
