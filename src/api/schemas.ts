@@ -6,26 +6,12 @@
  * task `payload`, `result`, `error`).
  */
 import { z } from 'zod';
-import {
-  AGENT_ID_PATTERN,
-  MAX_AGENT_NAME_LENGTH,
-  MAX_AGENT_TYPE_LENGTH,
-  MAX_CAPABILITIES,
-  MAX_CAPABILITY_LENGTH,
-} from '../registry/agent-policy.js';
-import { AGENT_HEALTH, AGENT_STATES } from '../registry/agent-schema.js';
-import type { AgentView } from '../registry/agents.js';
-import {
-  MAX_DEPENDENCIES,
-  MAX_RETRIES_LIMIT,
-  MAX_TASK_CAPABILITIES,
-  MAX_TASK_CAPABILITY_LENGTH,
-  MAX_TASK_TYPE_LENGTH,
-  MAX_TITLE_LENGTH,
-  TASK_ID_PATTERN,
-} from '../tasks/task-policy.js';
+import { AGENT_ID_PATTERN, MAX_AGENT_TYPE_LENGTH, MAX_CAPABILITY_LENGTH } from '../registry/agent-policy.js';
+import { AGENT_STATES } from '../registry/agent-schema.js';
+import { type AgentView, agentInputSchema as registryAgentInput } from '../registry/agents.js';
+import { MAX_TASK_CAPABILITY_LENGTH, TASK_ID_PATTERN } from '../tasks/task-policy.js';
 import { TASK_STATUSES } from '../tasks/task-schema.js';
-import type { TaskView } from '../tasks/tasks.js';
+import { taskInputSchema as boardTaskInput, taskPatchSchema as boardTaskPatch, type TaskView } from '../tasks/tasks.js';
 import type { MeshEvent, NodeStatus, PeerView } from './backend.js';
 
 export type { AgentView, MeshEvent, NodeStatus, PeerView, TaskView };
@@ -45,12 +31,6 @@ export const agentIdSchema = z.string().regex(AGENT_ID_PATTERN, ID_MESSAGE);
 export const taskIdSchema = z.string().regex(TASK_ID_PATTERN, ID_MESSAGE);
 export const nodeIdSchema = z.string().regex(NODE_ID_PATTERN, ID_MESSAGE);
 
-const plainObject = z.custom<Record<string, unknown>>(
-  (v) => v !== null && typeof v === 'object' && !Array.isArray(v),
-  'expected a JSON object',
-);
-const nonNegative = z.number().nonnegative();
-
 /** An empty query parameter (`?state=`) is the same as an absent one. */
 function queryParam<T extends z.ZodType>(schema: T) {
   return z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
@@ -62,19 +42,7 @@ export const agentParamsSchema = z.strictObject({ id: agentIdSchema });
 export type AgentParams = z.infer<typeof agentParamsSchema>;
 
 /** `PUT /v1/agents/:id`: the registry's AgentInput. `capabilities` replaces the whole set. */
-export const agentInputSchema = z.strictObject({
-  name: z.string().min(1).max(MAX_AGENT_NAME_LENGTH),
-  type: z.string().min(1).max(MAX_AGENT_TYPE_LENGTH),
-  capabilities: z
-    .array(z.string().min(1).max(MAX_CAPABILITY_LENGTH))
-    .max(MAX_CAPABILITIES, `at most ${MAX_CAPABILITIES} capabilities`)
-    .optional(),
-  state: z.enum(AGENT_STATES).optional(),
-  health: z.enum(AGENT_HEALTH).optional(),
-  load: nonNegative.optional(),
-  capacity: nonNegative.optional(),
-  meta: plainObject.optional(),
-});
+export const agentInputSchema = z.strictObject(registryAgentInput.shape);
 export type AgentInputBody = z.infer<typeof agentInputSchema>;
 
 /** `GET /v1/agents`: every given filter must match. */
@@ -95,32 +63,11 @@ export const taskParamsSchema = z.strictObject({ id: taskIdSchema });
 export type TaskParams = z.infer<typeof taskParamsSchema>;
 
 /** `POST /v1/tasks`: the task board's TaskInput. */
-export const taskInputSchema = z.strictObject({
-  id: taskIdSchema.optional(),
-  type: z.string().min(1).max(MAX_TASK_TYPE_LENGTH),
-  title: z.string().max(MAX_TITLE_LENGTH).optional(),
-  payload: z.unknown().optional(),
-  capabilities: z
-    .array(z.string().min(1).max(MAX_TASK_CAPABILITY_LENGTH))
-    .max(MAX_TASK_CAPABILITIES, `at most ${MAX_TASK_CAPABILITIES} capabilities`)
-    .optional(),
-  priority: z.number().int().min(0).max(9).optional(),
-  deadline: z.number().nonnegative().nullable().optional(),
-  maxRetries: z.number().int().min(0).max(MAX_RETRIES_LIMIT).optional(),
-  parent: taskIdSchema.nullable().optional(),
-  dependencies: z.array(taskIdSchema).max(MAX_DEPENDENCIES, `at most ${MAX_DEPENDENCIES} dependencies`).optional(),
-});
+export const taskInputSchema = z.strictObject(boardTaskInput.shape);
 export type TaskInputBody = z.infer<typeof taskInputSchema>;
 
 /** `PATCH /v1/tasks/:id`: a status transition (validated by the board) and/or field updates. */
-export const taskPatchSchema = z.strictObject({
-  status: z.enum(TASK_STATUSES).optional(),
-  assignee: taskIdSchema.nullable().optional(),
-  progress: z.number().min(0).max(100).optional(),
-  result: z.unknown().optional(),
-  error: z.unknown().optional(),
-  leaseUntil: z.number().nonnegative().nullable().optional(),
-});
+export const taskPatchSchema = z.strictObject(boardTaskPatch.shape);
 export type TaskPatchBody = z.infer<typeof taskPatchSchema>;
 
 /** `POST /v1/tasks/:id/cancel`: no body, or an empty object. */

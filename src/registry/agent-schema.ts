@@ -1,4 +1,5 @@
 import { gCounter, isTimestamp, latticeRegister, RecordSchema, type Timestamp } from '../crdt/index.js';
+import { jsonBytes } from '../util/json.js';
 
 export const AGENT_STATES = [
   'INITIALIZING',
@@ -62,16 +63,6 @@ const PROFILE_KEYS: readonly (keyof AgentProfile)[] = [
   'removed',
   'registeredAt',
 ];
-
-/** Size of a value's JSON form in UTF-8 bytes; Infinity when it has none (cycles, bigints). */
-function jsonBytes(v: unknown): number {
-  try {
-    const s = JSON.stringify(v);
-    return s === undefined ? 0 : Buffer.byteLength(s);
-  } catch {
-    return Infinity;
-  }
-}
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === 'object' && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;

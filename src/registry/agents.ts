@@ -101,7 +101,8 @@ const plainObject = z.custom<Record<string, unknown>>(
   'expected a plain JSON object',
 );
 
-const agentInputSchema = z.object({
+/** The registry's input rules; the HTTP API validates bodies with a strict copy of them. */
+export const agentInputSchema = z.object({
   name: z.string().min(1).max(MAX_AGENT_NAME_LENGTH),
   type: z.string().min(1).max(MAX_AGENT_TYPE_LENGTH),
   capabilities: capabilityList.optional(),
@@ -112,7 +113,7 @@ const agentInputSchema = z.object({
   meta: plainObject.optional(),
 });
 
-const heartbeatSchema = z.object({
+export const heartbeatSchema = z.object({
   load: nonNegative.optional(),
   capacity: nonNegative.optional(),
   health: z.enum(AGENT_HEALTH).optional(),

@@ -14,18 +14,9 @@ export {
   MAX_TITLE_LENGTH,
   TASK_ID_PATTERN,
 } from './task-schema.js';
+import { jsonBytes } from '../util/json.js';
 export const DEFAULT_PRIORITY = 5;
 export const DEFAULT_MAX_RETRIES = 3;
-
-/** Size of a value's JSON form in UTF-8 bytes; Infinity when it has none (cycles, bigints). */
-function jsonBytes(v: unknown): number {
-  try {
-    const s = JSON.stringify(v);
-    return s === undefined ? 0 : Buffer.byteLength(s);
-  } catch {
-    return Infinity;
-  }
-}
 
 type TaskField = (typeof taskSchema.fieldNames)[number];
 /** Fields written once, by the creator, at creation: the spec register (spec, creator, createdAt). */

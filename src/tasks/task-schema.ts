@@ -1,4 +1,5 @@
 import { isTimestamp, latticeRegister, lwwRegister, RecordSchema, type Timestamp } from '../crdt/index.js';
+import { jsonBytes } from '../util/json.js';
 
 export const TASK_STATUSES = ['PENDING', 'ASSIGNED', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -17,16 +18,6 @@ export const MAX_DEPENDENCIES = 64;
 export const MAX_ATTEMPTS = 1000;
 /** The largest maxRetries a spec may ask for: attempts (maxRetries + 1) stay within MAX_ATTEMPTS. */
 export const MAX_RETRIES_LIMIT = MAX_ATTEMPTS - 1;
-
-/** Size of a value's JSON form in UTF-8 bytes; Infinity when it has none (cycles, bigints). */
-function jsonBytes(v: unknown): number {
-  try {
-    const s = JSON.stringify(v);
-    return s === undefined ? 0 : Buffer.byteLength(s);
-  } catch {
-    return Infinity;
-  }
-}
 
 /**
  * The status register's value: a status within an attempt (a retry starts a new attempt), and

@@ -145,7 +145,8 @@ function invalidTransition(id: string, from: StatusValue, to: TaskStatus): TaskE
 
 const taskId = z.string().regex(TASK_ID_PATTERN, 'expected 1-128 characters from [A-Za-z0-9._:-]');
 
-const taskInputSchema = z.object({
+/** The board's input rules; the HTTP API validates bodies with a strict copy of them. */
+export const taskInputSchema = z.object({
   id: taskId.optional(),
   type: z.string().min(1).max(MAX_TASK_TYPE_LENGTH),
   title: z.string().max(MAX_TITLE_LENGTH).optional(),
@@ -161,7 +162,7 @@ const taskInputSchema = z.object({
   dependencies: z.array(taskId).max(MAX_DEPENDENCIES, `at most ${MAX_DEPENDENCIES} dependencies`).optional(),
 });
 
-const taskPatchSchema = z.object({
+export const taskPatchSchema = z.object({
   status: z.enum(TASK_STATUSES).optional(),
   assignee: taskId.nullable().optional(),
   progress: z.number().min(0).max(100).optional(),
