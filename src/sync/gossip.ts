@@ -108,7 +108,13 @@ export class DeltaGossip {
     }
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
-      this.inflight = this.inflight.then(() => this.send(batch));
+      // A batch that cannot be sent must not wedge the chain for every later one.
+      this.inflight = this.inflight
+        .then(() => this.send(batch))
+        .catch((err: unknown) => {
+          this.stats.publishFailures++;
+          this.log.error({ err }, 'could not publish a delta batch; anti-entropy will deliver it');
+        });
     }
     return this.inflight;
   }
