@@ -52,6 +52,9 @@ export class DurableReplica {
   private rejectCurrent: ((err: unknown) => void) | undefined;
   private readonly unsubscribe: () => void;
   private failed: unknown;
+  /** One store write at a time: a later batch never lands if an earlier one failed. */
+  private writing = false;
+  private waiting = false;
 
   private constructor(
     readonly replica: Replica,
@@ -132,6 +135,13 @@ export class DurableReplica {
   }
 
   private writePending(): void {
+    // While a write is in flight, changes keep accumulating under the current promise; they go
+    // in the next batch once this one is on disk. Persisted dots therefore never claim a change
+    // from a batch that failed.
+    if (this.writing) {
+      this.waiting = true;
+      return;
+    }
     const resolve = this.resolveCurrent as () => void;
     const reject = this.rejectCurrent as (err: unknown) => void;
     this.flushScheduled = false;
@@ -150,11 +160,26 @@ export class DurableReplica {
       [META_DOTS, encodeMsgpack(this.replica.dots.toWire())],
       [META_HLC, encodeMsgpack(this.replica.clock.current)],
     ];
-    this.store.write({ records, meta }).then(resolve, (err: unknown) => {
-      // A failed durable write means memory is ahead of disk: refuse further acknowledgements.
-      this.failed = err;
-      log.error({ err }, 'durable write failed; no further mutations will be acknowledged');
-      reject(err);
-    });
+    this.writing = true;
+    const done = (): void => {
+      this.writing = false;
+      if (this.waiting) {
+        this.waiting = false;
+        this.writePending();
+      }
+    };
+    this.store.write({ records, meta }).then(
+      () => {
+        resolve();
+        done();
+      },
+      (err: unknown) => {
+        // Memory is ahead of disk: refuse every further acknowledgement.
+        this.failed = err;
+        log.error({ err }, 'durable write failed; no further mutations will be acknowledged');
+        reject(err);
+        done();
+      },
+    );
   }
 }
