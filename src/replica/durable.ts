@@ -88,7 +88,7 @@ export class DurableReplica {
       const dots = dotsBytes === undefined ? undefined : DotSet.fromWire(decodeMsgpack(dotsBytes));
       let loaded = 0;
       for await (const batch of store.recordBatches()) loaded += replica.load(batch, undefined);
-      if (dots) replica.observeDots(dots);
+      if (dots) replica.restoreDots(dots);
       if (hlcBytes !== undefined) restoreClock(replica.clock, decodeMsgpack<number>(hlcBytes));
       if (store.recovery.dataLoss) {
         log.warn({ messages: store.recovery.messages }, 'LevelDB reported dropped log records; peers will resync us');

@@ -189,10 +189,7 @@ export class Replica {
     const seq = this.nextSeq;
     this.seen.add(this.nodeId, seq);
     this.stats.localMutations++;
-    if (bytes !== undefined) {
-      this.commit(key, schema, merged, incoming, this.nodeId, true);
-      this.encoded.set(key, bytes);
-    }
+    if (bytes !== undefined) this.commit(key, schema, merged, incoming, this.nodeId, true, bytes);
     return { key, origin: this.nodeId, seq, state: incoming };
   }
 
@@ -258,9 +255,23 @@ export class Replica {
     return true;
   }
 
-  /** Marks dots as seen without content (they arrived inside full records during sync). */
-  observeDots(dots: DotSet): void {
+  /** Restores our own persisted dots at start-up (trusted: we wrote them). */
+  restoreDots(dots: DotSet): void {
     this.seen.merge(dots);
+  }
+
+  /**
+   * Marks dots as seen without content (they arrived inside full records during sync). Claims
+   * about our own origin are ignored: we are the authority on what we issued, and adopting a
+   * peer's inflated claim would make us skip seqs (and peers drop our next deltas).
+   */
+  observeDots(dots: DotSet): void {
+    if (!dots.has(this.nodeId, 1) && dots.max(this.nodeId) === 0) {
+      this.seen.merge(dots);
+      return;
+    }
+    const others = DotSet.fromWire(dots.toWire().filter(([origin]) => origin !== this.nodeId));
+    this.seen.merge(others);
   }
 
   // --- encoding -------------------------------------------------------------------------------
@@ -364,9 +375,12 @@ export class Replica {
     incoming: RecordState,
     origin: string | undefined,
     local: boolean,
+    bytes?: Uint8Array,
   ): void {
     this.records.set(key, merged);
-    this.encoded.delete(key);
+    // Set before listeners run: one that mutates this key again replaces the bytes after us.
+    if (bytes === undefined) this.encoded.delete(key);
+    else this.encoded.set(key, bytes);
     this.dirty.add(key);
     if (this.events.has('change')) {
       this.events.emit('change', { key, schema, state: merged, incoming, origin, local });

@@ -36,17 +36,28 @@ export class DeltaLog {
     }
   }
 
-  /** Deltas of origin with from <= seq <= to that are still in the log, and whether any were not. */
-  range(origin: string, from: number, to: number, max: number): { deltas: DeltaWire[]; incomplete: boolean } {
+  /**
+   * Deltas of origin with from <= seq <= to that are still in the log, and whether any were not
+   * (or the scan stopped at `maxScan` seqs: a peer's request cannot make us loop for long).
+   */
+  range(
+    origin: string,
+    from: number,
+    to: number,
+    max: number,
+    maxScan = 100_000,
+  ): { deltas: DeltaWire[]; incomplete: boolean; scanned: number } {
     const m = this.byOrigin.get(origin);
     const deltas: DeltaWire[] = [];
+    if (m === undefined) return { deltas, incomplete: true, scanned: 0 };
     let incomplete = false;
+    let scanned = 0;
     for (let s = from; s <= to; s++) {
-      const d = m?.get(s);
+      if (++scanned > maxScan || deltas.length >= max) return { deltas, incomplete: true, scanned };
+      const d = m.get(s);
       if (d === undefined) incomplete = true;
-      else if (deltas.length < max) deltas.push(d);
-      else return { deltas, incomplete: true };
+      else deltas.push(d);
     }
-    return { deltas, incomplete };
+    return { deltas, incomplete, scanned };
   }
 }

@@ -155,7 +155,9 @@ export class DeltaGossip {
     } catch (err) {
       return this.rejectMessage(err instanceof CodecError ? err.code.toLowerCase() : 'malformed', err, msg.from);
     }
-    // Decode everything before applying anything: a message is all valid or all refused.
+    // Decode and authenticate everything before applying anything: a malformed or forged message
+    // is refused whole. Deltas then apply one by one; one refused by policy is skipped (and the
+    // message is not forwarded), the others stand.
     const deltas: Array<[Delta, DeltaWire]> = [];
     for (const w of wires as unknown[]) {
       let d: Delta;
@@ -174,6 +176,7 @@ export class DeltaGossip {
       deltas.push([d, w as DeltaWire]);
     }
     let refused = false;
+    let onlyClock = true;
     for (const [d, w] of deltas) {
       try {
         const outcome = replica.applyDelta(d, msg.from);
@@ -188,9 +191,13 @@ export class DeltaGossip {
       } catch (err) {
         if (!(err instanceof PolicyError)) throw err;
         refused = true;
+        if (err.reason !== 'clock_drift') onlyClock = false;
         this.stats.rejectedDeltas[err.reason] = (this.stats.rejectedDeltas[err.reason] ?? 0) + 1;
       }
     }
-    return refused ? 'reject' : 'accept';
+    // A clock a little too far ahead is a fault of the origin's host, not of the relaying peer:
+    // drop without penalising the relayer's gossip score.
+    if (!refused) return 'accept';
+    return onlyClock ? 'ignore' : 'reject';
   }
 }

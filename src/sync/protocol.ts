@@ -1,4 +1,4 @@
-import { decode, encode } from '../codec/index.js';
+import { decode, encode, encodeMsgpack } from '../codec/index.js';
 import { DotSet } from '../crdt/index.js';
 import type { MeshHost, Session } from '../net/index.js';
 import {
@@ -86,6 +86,11 @@ export interface SyncProtocolOptions {
   gapLimit?: number;
   log?: Logger;
 }
+
+/** Keys per `want` request: well inside SYNC_LIMITS.maxKeys and the frame limit. */
+const WANT_CHUNK = 10_000;
+/** An initiated session that has not finished by then is aborted (a slow-drip peer cannot stall us). */
+const SESSION_DEADLINE_MS = 60_000;
 
 /** Which phase a request belongs to, as seen by the responder. */
 const PHASE_OF: Partial<Record<SyncMessage['t'], Phase>> = {
@@ -225,6 +230,11 @@ export class SyncProtocol {
     this.lastSession.set(peer, started);
     this.stats.initiated++;
     const session = await this.host.openSession(peer, SYNC_PROTOCOL, options.signal ? { signal: options.signal } : {});
+    const deadline = setTimeout(
+      () => session.abort(protocolError(`sync session with ${peer} exceeded ${SESSION_DEADLINE_MS} ms`)),
+      SESSION_DEADLINE_MS,
+    );
+    deadline.unref();
     const report: SyncReport = {
       peer,
       strategy: 'none',
@@ -256,7 +266,9 @@ export class SyncProtocol {
         }
         if (report.strategy === 'bloom')
           await this.phase('bloom', session, report, () => this.bloomExchange(session, report));
-        if (report.strategy !== 'gaps' || !complete) {
+        // Gap repair restores missing deltas; only a Merkle pass proves the records now agree, so
+        // a forced gaps strategy (benchmarks) still ends with one.
+        if (report.strategy !== 'gaps' || !complete || options.strategy === 'gaps') {
           await this.phase('merkle', session, report, () => this.merkleExchange(session, report));
           complete = true;
         }
@@ -274,6 +286,8 @@ export class SyncProtocol {
       this.stats.failures++;
       session.abort(err instanceof Error ? err : new Error(String(err)));
       throw err;
+    } finally {
+      clearTimeout(deadline);
     }
   }
 
@@ -340,7 +354,7 @@ export class SyncProtocol {
   /** Asks for the deltas we lack and pushes the ones the peer lacks; false if a log fell short. */
   private async repairGaps(session: Session, theirDots: DotSet, report: SyncReport): Promise<boolean> {
     const want = this.replica.dots.missingRanges(theirDots, SYNC_LIMITS.maxRanges);
-    let complete = true;
+    let complete = want.length < SYNC_LIMITS.maxRanges;
     if (want.length > 0) {
       await this.send(session, { t: 'gaps', ranges: want });
       const res = expect(await this.receive(session, report), 'deltas');
@@ -349,6 +363,7 @@ export class SyncProtocol {
       if (res.incomplete) complete = false;
     }
     const give = theirDots.missingRanges(this.replica.dots, SYNC_LIMITS.maxRanges);
+    if (give.length >= SYNC_LIMITS.maxRanges) complete = false;
     if (give.length > 0) {
       const { deltas, incomplete } = this.fromLog(give);
       await this.send(session, { t: 'deltas', deltas, incomplete }, report);
@@ -389,9 +404,11 @@ export class SyncProtocol {
       result.differing.filter((k) => this.replica.has(k)),
       report,
     );
-    await this.send(session, { t: 'want', keys: result.differing });
-    await this.receiveRecords(session, report);
-    report.rounds++;
+    for (let i = 0; i < result.differing.length; i += WANT_CHUNK) {
+      await this.send(session, { t: 'want', keys: result.differing.slice(i, i + WANT_CHUNK) });
+      await this.receiveRecords(session, report);
+      report.rounds++;
+    }
   }
 
   // --- responder ------------------------------------------------------------------------------
@@ -532,18 +549,27 @@ export class SyncProtocol {
     }
   }
 
+  /**
+   * Deltas for the requested ranges from our log, within a byte budget (a frame must stay under
+   * the stream's frame limit) and a scan budget (a request cannot make us loop for long). When
+   * either runs out, or a delta has left the log, the answer is marked incomplete and the
+   * requester falls back to Merkle.
+   */
   private fromLog(ranges: Array<[string, number, number]>): { deltas: DeltaWire[]; incomplete: boolean } {
     const deltas: DeltaWire[] = [];
     let incomplete = false;
+    let bytes = 0;
+    let scanBudget = 200_000;
     for (const [origin, from, to] of ranges) {
-      const r = this.deltaLog.range(
-        origin,
-        from,
-        Math.min(to, from + SYNC_LIMITS.maxDeltasPerFrame),
-        SYNC_LIMITS.maxDeltasPerFrame - deltas.length,
-      );
-      deltas.push(...r.deltas);
-      if (r.incomplete || to - from >= SYNC_LIMITS.maxDeltasPerFrame) incomplete = true;
+      if (scanBudget <= 0) return { deltas, incomplete: true };
+      const r = this.deltaLog.range(origin, from, to, SYNC_LIMITS.maxDeltasPerFrame - deltas.length, scanBudget);
+      scanBudget -= r.scanned;
+      if (r.incomplete) incomplete = true;
+      for (const d of r.deltas) {
+        bytes += encodeMsgpack(d).length;
+        if (bytes > this.chunkBytes * 4) return { deltas, incomplete: true };
+        deltas.push(d);
+      }
     }
     return { deltas, incomplete };
   }

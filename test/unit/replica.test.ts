@@ -34,6 +34,21 @@ describe('replica keyspace', () => {
     assert.equal(b.dots.has('node-a', 3), true);
   });
 
+  it('a change listener that mutates the same key again leaves the newest bytes for persistence', () => {
+    const a = noteReplica('node-a');
+    let again = true;
+    a.events.on('change', (e) => {
+      if (again && e.key === 'note/1') {
+        again = false;
+        hit(a, 'note/1', 5);
+      }
+    });
+    hit(a, 'note/1', 1);
+    const live = a.get('note/1') as never;
+    assert.deepEqual(noteSchema.value(live).hits, 6);
+    assert.deepEqual(a.encodeRecord('note/1'), a.encodeRecord('note/1', live), 'cached bytes match the live state');
+  });
+
   it('detects gaps in the dots it has seen', () => {
     const a = noteReplica('node-a');
     const b = noteReplica('node-b');
