@@ -10,7 +10,7 @@
 import { pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { createHost, type HostOptions, type MeshHost } from '../src/net/host.js';
-import type { PubsubOptions } from '../src/net/pubsub.js';
+import { PUBSUB_DEFAULTS, type PubsubOptions } from '../src/net/pubsub.js';
 
 // Self-contained statistics (same definitions as bench/util.ts).
 type Row = Record<string, string | number | boolean | null>;
@@ -190,7 +190,8 @@ export async function benchNet(opts: { messages?: number; rtts?: number } = {}):
     const hosts = await startMesh(5, true, { heartbeatIntervalMs });
     try {
       for (const h of hosts) h.pubsub.subscribe('bench', () => {});
-      const formed = await meshReady(hosts, 'bench', 3);
+      // Formed = every host holds at least the low watermark of mesh peers (above it gossipsub stops grafting).
+      const formed = await meshReady(hosts, 'bench', PUBSUB_DEFAULTS.Dlo);
       const [a, ...rest] = hosts as [MeshHost, ...MeshHost[]];
       const g = await gossipLatency(a, rest, 'bench', messages, 1024);
       const extra = {
@@ -301,7 +302,7 @@ async function threadedGossip(n: number, count: number, size: number): Promise<R
           return p;
         }),
       );
-      if (sizes.every((s) => s.size >= Math.min(3, n - 1))) break;
+      if (sizes.every((s) => s.size >= Math.min(PUBSUB_DEFAULTS.Dlo, n - 1))) break;
       if (performance.now() > deadline) throw new Error('threaded mesh did not form');
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -132,8 +132,10 @@ export class DotSet {
     return this.missingRanges(other, 1).length === 0;
   }
 
-  merge(other: DotSet): this {
+  /** Adds every dot of `other`, except those of origin `except` if given. */
+  merge(other: DotSet, except?: string): this {
     for (const [o, s] of other.seen) {
+      if (o === except) continue;
       const mine = this.seen.get(o);
       if (mine === undefined) {
         this.seen.set(o, { base: s.base, extra: s.extra.slice() });

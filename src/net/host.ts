@@ -16,7 +16,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import type { Libp2pOptions } from 'libp2p';
 import { logger as rootLogger, type Logger } from '../util/log.js';
-import { TypedEmitter } from './emitter.js';
+import { Emitter } from '../util/emitter.js';
 import { NetError, toNetError } from './errors.js';
 import { loadIdentity, validatePsk } from './keys.js';
 import { PeerMaintainer, peerIdOfAddr, type MaintainerOptions } from './peers.js';
@@ -223,7 +223,7 @@ class Host implements MeshHost {
   readonly pubsub: MeshPubsub;
   readonly libp2p: Libp2p<Services>;
   readonly #log: Logger;
-  readonly #events: TypedEmitter<HostEvents>;
+  readonly #events: Emitter<HostEvents>;
   readonly #sessions: SessionRegistry;
   readonly #maintainer: PeerMaintainer;
   readonly #denied: (peerId: string) => boolean;
@@ -253,7 +253,7 @@ class Host implements MeshHost {
     this.libp2p = libp2p;
     this.peerId = libp2p.peerId.toString();
     this.#log = log.child({ self: this.peerId.slice(-8) });
-    this.#events = new TypedEmitter(this.#log);
+    this.#events = new Emitter<HostEvents>((err) => this.#log.error({ err }, 'event listener threw'));
     this.#denied = denied;
     this.#bootstrap = bootstrapAddrs;
     this.#mdns = options.mdns === true;
@@ -405,7 +405,7 @@ class Host implements MeshHost {
     } finally {
       this.libp2p.removeEventListener('peer:connect', this.#onConnect);
       this.libp2p.removeEventListener('peer:disconnect', this.#onDisconnect);
-      this.#events.removeAllListeners();
+      this.#events.clear();
     }
   }
 

@@ -31,4 +31,3 @@ export type { MaintainerOptions, PeerSource } from './peers.js';
 export { NetError, NetErrorCode, isNetError } from './errors.js';
 export { generateIdentity, generatePsk, loadIdentity, peerIdOf, validatePsk } from './keys.js';
 export type { PrivateKey } from './keys.js';
-export { TypedEmitter } from './emitter.js';

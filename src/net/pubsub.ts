@@ -39,7 +39,7 @@ export interface PubsubOptions {
   maxMessageSize?: number;
   /** Gossipsub heartbeat (mesh maintenance, IHAVE gossip) in ms. Default 250. */
   heartbeatIntervalMs?: number;
-  /** Mesh degree: target / low / high watermark. Defaults 3 / 2 / 4 (see DEFAULTS). */
+  /** Mesh degree: target / low / high watermark. Defaults 3 / 2 / 4 (see PUBSUB_DEFAULTS). */
   D?: number;
   Dlo?: number;
   Dhi?: number;
@@ -59,7 +59,7 @@ export interface PubsubStats {
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024;
 
-const DEFAULTS = {
+export const PUBSUB_DEFAULTS = {
   maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
   heartbeatIntervalMs: 250,
   // Flood publish already sends each message to every subscribed peer, so in a mesh where nodes
@@ -75,7 +75,7 @@ const DEFAULTS = {
 
 /** The libp2p service factory for `services.pubsub` in the libp2p config. */
 export function pubsubService(options: PubsubOptions = {}): ReturnType<typeof gossipsub> {
-  const o = { ...DEFAULTS, ...stripUndefined(options) };
+  const o = { ...PUBSUB_DEFAULTS, ...stripUndefined(options) };
   const heartbeat = o.heartbeatIntervalMs;
   const init: Partial<GossipsubOpts> = {
     // Every message carries from + seqno + signature; receivers verify the signature and drop
@@ -148,7 +148,7 @@ export class MeshPubsub {
   constructor(service: PubsubService, log: Logger, options: PubsubOptions = {}) {
     this.#service = service;
     this.#log = log;
-    this.maxMessageSize = options.maxMessageSize ?? DEFAULTS.maxMessageSize;
+    this.maxMessageSize = options.maxMessageSize ?? PUBSUB_DEFAULTS.maxMessageSize;
     // 'gossipsub:message' is dispatched exactly when 'message' is, and also carries the relaying peer.
     service.addEventListener('gossipsub:message', this.#onMessage);
   }

@@ -4,32 +4,22 @@ import type { ApiBackend, CounterSnapshot, FaultSwitch, MeshEvent, NodeStatus, P
 import { createApiServer } from '../api/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
 import { MembershipView } from '../membership/index.js';
-import { createHost, generateIdentity, type MeshHost } from '../net/index.js';
-import { agentPolicy } from '../registry/agent-policy.js';
+import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
 import { nodeSchema } from '../registry/node-schema.js';
-import { nodePolicy } from '../registry/node-policy.js';
-import { type Delta, DurableReplica, type PolicyInput, Replica } from '../replica/index.js';
+import { type Delta, DurableReplica, Replica } from '../replica/index.js';
 import { DurableStore } from '../store/index.js';
 import { DeltaGossip, DeltaLog, SyncProtocol, SyncScheduler } from '../sync/index.js';
-import { taskPolicy } from '../tasks/task-policy.js';
 import { TaskBoard, taskView } from '../tasks/tasks.js';
 import { Emitter } from '../util/emitter.js';
 import { type Logger, logger } from '../util/log.js';
 import { DEFAULT_API, DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
-import { meshSchemaFor } from './schemas.js';
+import { meshPolicy, meshSchemaFor } from './schemas.js';
 
 const require = createRequire(import.meta.url);
 export const VERSION = (require('../../package.json') as { version: string }).version;
 
 const META_IDENTITY = 'identity';
-
-/** Routes each key prefix to the rules of its record type. */
-export function meshPolicy(input: PolicyInput): void {
-  if (input.key.startsWith('agent/')) agentPolicy(input);
-  else if (input.key.startsWith('task/')) taskPolicy(input);
-  else if (input.key.startsWith('node/')) nodePolicy(input);
-}
 
 /** Reads the node's identity key from the data directory, creating one on first start. */
 async function loadOrCreateIdentity(dataDir: string): Promise<Uint8Array> {
@@ -156,7 +146,6 @@ export class MeshNode implements ApiBackend {
     const o = this.options;
     this.startedAt = Date.now();
     const identity = await loadOrCreateIdentity(o.dataDir);
-    const { peerIdOf } = await import('../net/index.js');
     const nodeId = peerIdOf(identity);
 
     const replica = new Replica({
@@ -231,7 +220,9 @@ export class MeshNode implements ApiBackend {
     this._agents = new AgentRegistry({ replica, mutate });
     this._tasks = new TaskBoard({ replica, mutate });
 
-    const offChange = replica.events.on('change', (e) => this.onChange(e.key, e.state, e.origin ?? null, e.local));
+    const offChange = replica.events.on('change', (e) =>
+      this.onChange(e.key, e.state, e.incoming, e.origin ?? null, e.local),
+    );
     this.stack.push(offChange);
 
     const server = await createApiServer(this, {
@@ -289,14 +280,22 @@ export class MeshNode implements ApiBackend {
     });
   }
 
-  private onChange(key: string, state: RecordState, origin: string | null, local: boolean): void {
+  private onChange(
+    key: string,
+    state: RecordState,
+    incoming: RecordState,
+    origin: string | null,
+    local: boolean,
+  ): void {
     const slash = key.indexOf('/');
     const kind = key.slice(0, slash);
     const id = key.slice(slash + 1);
     if (kind === 'node' && id !== this.replica.nodeId) {
       const v = nodeSchema.value(state);
       if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
-      if (v.addresses && v.addresses.length > 0 && !this.denied.has(id)) {
+      // Heartbeats change node records every second; addresses only when the change carries them.
+      const newAddresses = incoming[nodeSchema.indexOf('addresses')] !== undefined;
+      if (newAddresses && v.addresses && v.addresses.length > 0 && !this.denied.has(id)) {
         this.host.addKnownAddresses(id, v.addresses).catch(() => {});
       }
     }

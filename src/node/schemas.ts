@@ -1,4 +1,8 @@
 import type { AnyRecordSchema } from '../crdt/index.js';
+import { agentPolicy } from '../registry/agent-policy.js';
+import { nodePolicy } from '../registry/node-policy.js';
+import type { PolicyInput } from '../replica/index.js';
+import { taskPolicy } from '../tasks/task-policy.js';
 import { taskSchema } from '../tasks/task-schema.js';
 import { agentSchema } from '../registry/agent-schema.js';
 import { nodeSchema } from '../registry/node-schema.js';
@@ -14,4 +18,11 @@ export function meshSchemaFor(key: string): AnyRecordSchema | undefined {
   const slash = key.indexOf('/');
   if (slash <= 0) return undefined;
   return MESH_SCHEMAS[key.slice(0, slash)];
+}
+
+/** Routes each key prefix to the rules of its record type. */
+export function meshPolicy(input: PolicyInput): void {
+  if (input.key.startsWith('agent/')) agentPolicy(input);
+  else if (input.key.startsWith('task/')) taskPolicy(input);
+  else if (input.key.startsWith('node/')) nodePolicy(input);
 }

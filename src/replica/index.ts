@@ -1,6 +1,5 @@
 export * from './errors.js';
 export * from './delta.js';
-export * from './digest.js';
 export * from './entry-hash.js';
 export * from './merkle.js';
 export * from './replica.js';

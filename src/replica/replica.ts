@@ -13,7 +13,6 @@ import {
 } from '../crdt/index.js';
 import { Emitter } from '../util/emitter.js';
 import { type Delta, deltaFromWire, deltaToWire, type DeltaWire, isValidKey } from './delta.js';
-import { recordDigest } from './digest.js';
 import { DIGEST_BYTES, sha256Into } from './entry-hash.js';
 import { PolicyError, ReplicaError, ReplicaErrorCode } from './errors.js';
 import { MerkleTree } from './merkle.js';
@@ -247,7 +246,7 @@ export class Replica {
       merged,
       ...(from === undefined ? {} : { from }),
     };
-    const maxTs = this.checkTimestamps(input, from);
+    const maxTs = this.checkTimestamps(input);
     this.check(input, from);
     if (maxTs > 0) this.clock.observe(maxTs);
     this.stats.recordsMerged++;
@@ -266,12 +265,7 @@ export class Replica {
    * peer's inflated claim would make us skip seqs (and peers drop our next deltas).
    */
   observeDots(dots: DotSet): void {
-    if (!dots.has(this.nodeId, 1) && dots.max(this.nodeId) === 0) {
-      this.seen.merge(dots);
-      return;
-    }
-    const others = DotSet.fromWire(dots.toWire().filter(([origin]) => origin !== this.nodeId));
-    this.seen.merge(others);
+    this.seen.merge(dots, this.nodeId);
   }
 
   // --- encoding -------------------------------------------------------------------------------
@@ -358,9 +352,13 @@ export class Replica {
 
   private flushDigests(): void {
     if (this.dirty.size === 0) return;
+    const digest = new Uint8Array(DIGEST_BYTES); // the tree copies it
     for (const key of this.dirty) {
       if (!this.records.has(key)) this.tree.delete(key);
-      else this.tree.set(key, recordDigest(this.encodeRecord(key)));
+      else {
+        sha256Into(this.encodeRecord(key), digest, 0);
+        this.tree.set(key, digest);
+      }
     }
     this.dirty.clear();
     this.encoded.clear();
@@ -421,7 +419,7 @@ export class Replica {
     return maxTs;
   }
 
-  private checkTimestamps(input: PolicyInput, _from: string | undefined): Timestamp {
+  private checkTimestamps(input: PolicyInput): Timestamp {
     let maxTs = 0;
     input.schema.visit(input.incoming, {
       writer: () => {},

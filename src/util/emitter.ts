@@ -15,7 +15,16 @@ export class Emitter<Events extends Record<string, unknown>> {
       this.listeners.set(event, set);
     }
     set.add(fn as (payload: never) => void);
-    return () => set.delete(fn as (payload: never) => void);
+    return () => this.off(event, fn);
+  }
+
+  off<K extends keyof Events>(event: K, fn: (payload: Events[K]) => void): void {
+    this.listeners.get(event)?.delete(fn as (payload: never) => void);
+  }
+
+  /** Drops every listener (on shutdown). */
+  clear(): void {
+    this.listeners.clear();
   }
 
   has(event: keyof Events): boolean {

@@ -6,23 +6,21 @@ import type {
   NodeStatus,
   PeerView,
 } from '../../src/api/backend.js';
-import { meshSchemaFor } from '../../src/node/schemas.js';
-import { agentPolicy } from '../../src/registry/agent-policy.js';
+import { HybridClock } from '../../src/crdt/index.js';
+import { meshPolicy, meshSchemaFor } from '../../src/node/schemas.js';
 import { AgentRegistry, agentView } from '../../src/registry/agents.js';
 import { nodeSchema } from '../../src/registry/node-schema.js';
-import { type PolicyInput, Replica } from '../../src/replica/index.js';
-import { taskPolicy } from '../../src/tasks/task-policy.js';
+import { Replica } from '../../src/replica/index.js';
 import { TaskBoard, taskView } from '../../src/tasks/tasks.js';
 
-/** The mesh's record policies, by schema, as a node installs them. */
-export function meshPolicy(input: PolicyInput): void {
-  if (input.schema.name === 'agent') agentPolicy(input);
-  else if (input.schema.name === 'task') taskPolicy(input);
-}
-
 /** A bare in-memory replica with the mesh's schemas and policies. */
-export function meshReplica(nodeId: string): Replica {
-  return new Replica({ nodeId, schemaFor: meshSchemaFor, policy: meshPolicy });
+export function meshReplica(nodeId: string, hlc?: () => number): Replica {
+  return new Replica({
+    nodeId,
+    schemaFor: meshSchemaFor,
+    policy: meshPolicy,
+    ...(hlc ? { clock: new HybridClock({ now: hlc }) } : {}),
+  });
 }
 
 /** A fault switch that only records what it was asked. */

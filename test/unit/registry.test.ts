@@ -2,14 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { decodeMsgpack, encodeMsgpack } from '../../src/codec/index.js';
-import { HybridClock, type Register, type RecordState } from '../../src/crdt/index.js';
-import { meshSchemaFor } from '../../src/node/schemas.js';
+import type { Register, RecordState } from '../../src/crdt/index.js';
 import {
   AGENT_OWNER_FIELDS,
   type AgentProfile,
   AgentRegistry,
   agentKey,
-  agentPolicy,
   agentSchema,
   MAX_AGENT_NAME_LENGTH,
   MAX_CAPABILITIES,
@@ -17,8 +15,9 @@ import {
   REGISTRY_HTTP_STATUS,
   RegistryError,
 } from '../../src/registry/index.js';
-import { type Delta, PolicyError, Replica } from '../../src/replica/index.js';
-import { taskPolicy } from '../../src/tasks/index.js';
+import type { Replica } from '../../src/replica/index.js';
+import { type Delta, PolicyError } from '../../src/replica/index.js';
+import { meshReplica } from '../helpers/api-backend.js';
 import { fcParams } from '../helpers/fc.js';
 import { prng } from '../helpers/replicas.js';
 
@@ -38,15 +37,7 @@ interface NodeOptions {
 }
 
 function meshNode(id: string, now?: () => number, options: NodeOptions = {}): Node {
-  const replica = new Replica({
-    nodeId: id,
-    schemaFor: meshSchemaFor,
-    policy: (i) => {
-      if (i.key.startsWith('agent/')) agentPolicy(i);
-      else if (i.key.startsWith('task/')) taskPolicy(i);
-    },
-    ...(options.hlc ? { clock: new HybridClock({ now: options.hlc }) } : {}),
-  });
+  const replica = meshReplica(id, options.hlc);
   const out: Delta[] = [];
   const mutate = async (k: string, b: Parameters<Replica['mutate']>[1]) => {
     const d = replica.mutate(k, b);

@@ -14,27 +14,21 @@
  *
  * The child runs again on the same directory after each check, so the keyspace keeps growing.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DurableReplica } from '../../src/replica/index.js';
 import { noteReplica, noteSchema, prng } from '../helpers/replicas.js';
+import { runUntilKilled } from '../helpers/crash-child.js';
 
 const CHILD = fileURLToPath(new URL('../fixtures/replica-crash-child.ts', import.meta.url));
 const NODE = 'crash-node'; // the child's node id
 const RUNS = 20;
 const WRITERS = 6;
 const SEED = Number(process.env.REPLICA_CRASH_SEED ?? 0x5eed);
-const live = new Set<ChildProcess>();
-
-after(() => {
-  for (const c of live) c.kill('SIGKILL');
-});
 
 type Field = 'title' | 'hits' | 'tags';
 interface Mutation {
@@ -59,63 +53,24 @@ interface RunResult {
 }
 
 async function runChild(dir: string, seed: number, run: number, killAfterMs: number): Promise<RunResult> {
-  const args = ['--import', 'tsx', CHILD, 'crash', dir, String(WRITERS), String(seed), String(run)];
-  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  live.add(child);
-  // 'close', not 'exit': only then has every byte the child wrote to its stdout been read.
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  try {
-    let out = '';
-    let err = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d.slice(0, 4000)));
-    const firstAck = new Promise<void>((resolve, reject) => {
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        out += d;
-        if (out.includes('\nack ')) resolve();
-      });
-      void exited.then(() => reject(new Error(`child exited before its first ack (code ${child.exitCode}): ${err}`)));
-    });
-    const noAck = new AbortController();
-    try {
-      await Promise.race([
-        firstAck,
-        sleep(15_000, undefined, { signal: noAck.signal }).then(() => {
-          throw new Error(`no ack from the child within 15 s: ${err}`);
-        }),
-      ]);
-    } finally {
-      noAck.abort();
+  const lines = await runUntilKilled([CHILD, 'crash', dir, String(WRITERS), String(seed), String(run)], killAfterMs);
+  const result: RunResult = { start: -1, tried: new Map(), acked: [] };
+  for (const line of lines) {
+    if (line.startsWith('try ')) {
+      const m = parseMutation(line.slice(4));
+      assert.ok(!result.tried.has(m.seq), `seq ${m.seq} used twice in one run`);
+      result.tried.set(m.seq, m);
+    } else if (line.startsWith('ack ')) {
+      const m = parseMutation(line.slice(4));
+      assert.deepEqual(result.tried.get(m.seq), m, `ack without a matching try: ${line}`);
+      result.acked.push(m);
+    } else if (line.startsWith('start ')) {
+      result.start = Number(line.slice(6));
+    } else {
+      assert.equal(line, '', `unexpected child output: ${line}`);
     }
-    await sleep(killAfterMs);
-    child.kill('SIGKILL');
-    await exited;
-    assert.equal(child.signalCode, 'SIGKILL', `child died on its own: ${err}`);
-    // Only complete lines count: a line cut by the kill was never a full acknowledgement.
-    const lines = out.slice(0, out.lastIndexOf('\n') + 1).split('\n');
-    const result: RunResult = { start: -1, tried: new Map(), acked: [] };
-    for (const line of lines) {
-      if (line.startsWith('try ')) {
-        const m = parseMutation(line.slice(4));
-        assert.ok(!result.tried.has(m.seq), `seq ${m.seq} used twice in one run`);
-        result.tried.set(m.seq, m);
-      } else if (line.startsWith('ack ')) {
-        const m = parseMutation(line.slice(4));
-        assert.deepEqual(result.tried.get(m.seq), m, `ack without a matching try: ${line}`);
-        result.acked.push(m);
-      } else if (line.startsWith('start ')) {
-        result.start = Number(line.slice(6));
-      } else {
-        assert.equal(line, '', `unexpected child output: ${line}`);
-      }
-    }
-    return result;
-  } finally {
-    child.kill('SIGKILL');
-    const giveUp = new AbortController();
-    await Promise.race([exited, sleep(5000, undefined, { signal: giveUp.signal }).catch(() => undefined)]);
-    giveUp.abort();
-    live.delete(child);
   }
+  return result;
 }
 
 /** What a record must hold given the durable mutations that touched it. */

@@ -4,25 +4,19 @@
  * every acknowledged put is present with its exact value, every acknowledged delete is gone, every
  * stored value validates, and the `seq` meta covers every acknowledged key.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DurableStore } from '../../src/store/index.js';
 import { checkRecord, decodeSeq, recordValue } from '../fixtures/store-records.js';
+import { runUntilKilled } from '../helpers/crash-child.js';
 
 const CHILD = fileURLToPath(new URL('../fixtures/store-crash-child.ts', import.meta.url));
 const RUNS = 20;
 const WRITERS = 8;
-const live = new Set<ChildProcess>();
-
-after(() => {
-  for (const c of live) c.kill('SIGKILL');
-});
 
 function seqOf(key: string): number {
   return Number(key.slice(key.indexOf('/') + 1));
@@ -37,56 +31,17 @@ interface RunResult {
 }
 
 async function runChild(dir: string): Promise<RunResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, String(WRITERS)], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  live.add(child);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    let out = '';
-    let err = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d.slice(0, 4000)));
-    const firstAck = new Promise<void>((resolve, reject) => {
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        out += d;
-        if (out.includes('\nack ')) resolve();
-      });
-      void exited.then(() => reject(new Error(`child exited before its first ack (code ${child.exitCode}): ${err}`)));
-    });
-    const noAck = new AbortController();
-    try {
-      await Promise.race([
-        firstAck,
-        sleep(15_000, undefined, { signal: noAck.signal }).then(() => {
-          throw new Error(`no ack from the child within 15 s: ${err}`);
-        }),
-      ]);
-    } finally {
-      noAck.abort();
-    }
-    await sleep(50 + Math.floor(Math.random() * 351));
-    child.kill('SIGKILL');
-    await exited;
-    assert.equal(child.signalCode, 'SIGKILL', `child died on its own: ${err}`);
-    // Only complete lines count: a line cut by the kill was never a full acknowledgement.
-    const lines = out.slice(0, out.lastIndexOf('\n') + 1).split('\n');
-    const result: RunResult = { start: -1, begun: [], acked: [], deleting: [], deleted: [] };
-    for (const line of lines) {
-      if (line.startsWith('ack ')) result.acked.push(line.slice(4));
-      else if (line.startsWith('del ')) result.deleted.push(line.slice(4));
-      else if (line.startsWith('deleting ')) result.deleting.push(line.slice(9));
-      else if (line.startsWith('begin ')) result.begun.push(line.slice(6).split(','));
-      else if (line.startsWith('start ')) result.start = Number(line.slice(6));
-      else assert.equal(line, '', `unexpected child output: ${line}`);
-    }
-    return result;
-  } finally {
-    child.kill('SIGKILL');
-    const giveUp = new AbortController();
-    await Promise.race([exited, sleep(5000, undefined, { signal: giveUp.signal }).catch(() => undefined)]);
-    giveUp.abort();
-    live.delete(child);
+  const lines = await runUntilKilled([CHILD, dir, String(WRITERS)], 50 + Math.floor(Math.random() * 351));
+  const result: RunResult = { start: -1, begun: [], acked: [], deleting: [], deleted: [] };
+  for (const line of lines) {
+    if (line.startsWith('ack ')) result.acked.push(line.slice(4));
+    else if (line.startsWith('del ')) result.deleted.push(line.slice(4));
+    else if (line.startsWith('deleting ')) result.deleting.push(line.slice(9));
+    else if (line.startsWith('begin ')) result.begun.push(line.slice(6).split(','));
+    else if (line.startsWith('start ')) result.start = Number(line.slice(6));
+    else assert.equal(line, '', `unexpected child output: ${line}`);
   }
+  return result;
 }
 
 test('every acknowledged write survives SIGKILL at a random moment', { timeout: 55_000 }, async (t) => {

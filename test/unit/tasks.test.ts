@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { decodeMsgpack, encodeMsgpack } from '../../src/codec/index.js';
-import { HybridClock, type Register, type RecordState } from '../../src/crdt/index.js';
-import { meshSchemaFor } from '../../src/node/schemas.js';
-import { agentPolicy } from '../../src/registry/index.js';
-import { type Delta, PolicyError, Replica } from '../../src/replica/index.js';
+import type { Register, RecordState } from '../../src/crdt/index.js';
+import type { Replica } from '../../src/replica/index.js';
+import { type Delta, PolicyError } from '../../src/replica/index.js';
 import {
   MAX_PAYLOAD_BYTES,
   MAX_RESULT_BYTES,
@@ -16,12 +15,12 @@ import {
   TaskBoard,
   TaskError,
   taskKey,
-  taskPolicy,
   taskSchema,
   type TaskSpecRecord,
   type TaskStatus,
   type TaskView,
 } from '../../src/tasks/index.js';
+import { meshReplica } from '../helpers/api-backend.js';
 import { fcParams } from '../helpers/fc.js';
 
 interface Node {
@@ -34,15 +33,7 @@ interface Node {
 
 /** `hlc`: the physical clock of the replica's HLC (default Date.now). */
 function meshNode(id: string, now?: () => number, hlc?: () => number): Node {
-  const replica = new Replica({
-    nodeId: id,
-    schemaFor: meshSchemaFor,
-    policy: (i) => {
-      if (i.key.startsWith('agent/')) agentPolicy(i);
-      else if (i.key.startsWith('task/')) taskPolicy(i);
-    },
-    ...(hlc ? { clock: new HybridClock({ now: hlc }) } : {}),
-  });
+  const replica = meshReplica(id, hlc);
   const out: Delta[] = [];
   const mutate = async (k: string, b: Parameters<Replica['mutate']>[1]) => {
     const d = replica.mutate(k, b);
