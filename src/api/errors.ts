@@ -1,3 +1,4 @@
+import { AgentError, type AgentErrorCode } from '../agents/errors.js';
 import { RegistryError } from '../registry/errors.js';
 import { PolicyError } from '../replica/errors.js';
 import { TaskError } from '../tasks/errors.js';
@@ -87,6 +88,14 @@ function body(code: string, message: string, extra: Omit<ErrorBody['error'], 'co
   return { error: { code, message, ...extra } };
 }
 
+/** The HTTP status of the agent host's errors that reach the API (agent control). */
+const AGENT_HTTP_STATUS: Partial<Record<AgentErrorCode, number>> = {
+  NOT_LOCAL: 404,
+  INVALID_STATE: 409,
+  SPAWN_FAILED: 502,
+  HOOK_FAILED: 502,
+};
+
 function internal(): ErrorResponse {
   return { status: 500, body: body(ApiErrorCode.INTERNAL, 'internal error'), internal: true };
 }
@@ -105,6 +114,12 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   if (err instanceof RegistryError || err instanceof TaskError) {
     const extra = err.details === undefined ? {} : { details: err.details };
     return { status: err.status, body: body(err.code, err.message, extra), internal: false };
+  }
+  if (err instanceof AgentError) {
+    const status = AGENT_HTTP_STATUS[err.code] ?? 500;
+    if (status >= 500) return internal();
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status, body: body(err.code, err.message, extra), internal: false };
   }
   if (err instanceof PolicyError) {
     return {

@@ -12,3 +12,4 @@ export {
   isLoopbackHost,
   tokenRequired,
 } from './server.js';
+export * from './service.js';

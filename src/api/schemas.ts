@@ -6,6 +6,7 @@
  * task `payload`, `result`, `error`).
  */
 import { z } from 'zod';
+import { AGENT_ACTIONS, type LocalAgentStatus } from '../agents/host.js';
 import { AGENT_ID_PATTERN, MAX_AGENT_TYPE_LENGTH, MAX_CAPABILITY_LENGTH } from '../registry/agent-policy.js';
 import { AGENT_STATES } from '../registry/agent-schema.js';
 import { type AgentView, agentInputSchema as registryAgentInput } from '../registry/agents.js';
@@ -131,3 +132,12 @@ export interface FaultResponse {
 export interface HealthResponse {
   ok: true;
 }
+
+// --- local agents (the agent host) ----------------------------------------------------------------
+
+/** `POST /v1/agents/:id/:action`: control of an agent this node runs. */
+export const agentActionParamsSchema = z.strictObject({
+  id: agentIdSchema,
+  action: z.enum(AGENT_ACTIONS),
+});
+export type { LocalAgentStatus };

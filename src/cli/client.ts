@@ -69,20 +69,53 @@ export function clientCommands(program: Command): void {
     .option('--payload <json>', 'task payload (JSON)', '{}')
     .option('--capability <c>', 'required capability (repeatable)', (v: string, p: string[] = []) => [...p, v])
     .option('--priority <0-9>', 'priority', '5')
+    .option('--agent <id>', 'assign the task to this agent at once (its node runs it)')
     .action(
       async (
-        f: ClientFlags & { type: string; title: string; payload: string; capability?: string[]; priority: string },
-      ) =>
+        f: ClientFlags & {
+          type: string;
+          title: string;
+          payload: string;
+          capability?: string[];
+          priority: string;
+          agent?: string;
+        },
+      ) => {
+        let payload: unknown;
+        try {
+          payload = JSON.parse(f.payload) as unknown;
+        } catch (err) {
+          throw new Error(`--payload is not valid JSON: ${(err as Error).message}`, { cause: err });
+        }
+        const task = (await call(f, 'POST', '/v1/tasks', {
+          type: f.type,
+          title: f.title,
+          payload,
+          capabilities: f.capability ?? [],
+          priority: Number(f.priority),
+        })) as { id: string };
+        if (f.agent === undefined) return print(task);
         print(
-          await call(f, 'POST', '/v1/tasks', {
-            type: f.type,
-            title: f.title,
-            payload: JSON.parse(f.payload) as unknown,
-            capabilities: f.capability ?? [],
-            priority: Number(f.priority),
+          await call(f, 'PATCH', `/v1/tasks/${encodeURIComponent(task.id)}`, {
+            status: 'ASSIGNED',
+            assignee: f.agent,
           }),
-        ),
+        );
+      },
     );
+  withClient(program.command('task').description('show one task').argument('<id>')).action(
+    async (id: string, f: ClientFlags) => print(await call(f, 'GET', `/v1/tasks/${encodeURIComponent(id)}`)),
+  );
+  const agent = program.command('agent').description("control the agents a node runs (its own, not its peers')");
+  withClient(agent.command('list').description('the agents this node runs, with their processes')).action(
+    async (f: ClientFlags) => print(await call(f, 'GET', '/v1/host/agents')),
+  );
+  for (const action of ['start', 'stop', 'restart', 'pause', 'resume'] as const) {
+    withClient(agent.command(action).description(`${action} an agent this node runs`).argument('<id>')).action(
+      async (id: string, f: ClientFlags) =>
+        print(await call(f, 'POST', `/v1/agents/${encodeURIComponent(id)}/${action}`)),
+    );
+  }
   withClient(program.command('watch').description('stream live changes (server-sent events)'))
     .option('--kind <kind>', 'agent | task | node')
     .action(async (f: ClientFlags & { kind?: string }) => {

@@ -1,8 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { isAgentError, loadDefinitions } from '../agents/index.js';
+import { httpApi } from '../api/service.js';
 import { generatePsk, isNetError, validatePsk } from '../net/index.js';
 import { DEFAULT_API, DEFAULT_DATA_DIR, type MeshNodeOptions } from '../node/options.js';
+import { faultSwitch } from '../testing/fault-switch.js';
 import { isStoreError } from '../store/index.js';
 import { setLogLevel } from '../util/log.js';
 import { clientCommands } from './client.js';
@@ -23,6 +26,9 @@ interface StartFlags {
   faults?: boolean;
   heartbeatMs?: number;
   syncStrategy?: 'merkle' | 'bloom' | 'gaps';
+  agents?: string;
+  maxAgents?: number;
+  agentHeartbeatMs?: number;
 }
 
 function parseHostPort(v: string): { host: string; port: number } {
@@ -56,6 +62,9 @@ function nodeOptions(cmd: Command): Command {
     .option('--mdns', 'discover peers on the LAN with mDNS')
     .option('--mesh <name>', 'mesh name: nodes replicate only within the same mesh', 'default')
     .option('--token <token>', 'bearer token for the HTTP API (required off loopback)', process.env.MESH_API_TOKEN)
+    .option('--agents <file>', 'agents this node runs (JSON or YAML: { "agents": [ ... ] })')
+    .option('--max-agents <n>', 'most agents this node hosts', positiveInt)
+    .addOption(new Option('--agent-heartbeat-ms <ms>', 'agent liveness interval').argParser(positiveInt).hideHelp())
     .addOption(new Option('--faults', 'enable the test-only fault switch').hideHelp())
     .addOption(new Option('--heartbeat-ms <ms>', 'node heartbeat interval').argParser(positiveInt).hideHelp())
     .addOption(
@@ -65,17 +74,28 @@ function nodeOptions(cmd: Command): Command {
 
 async function runNode(flags: StartFlags, join: string[]): Promise<number> {
   setLogLevel(flags.logLevel as never);
-  const api = flags.api;
+  let agents;
+  try {
+    agents = flags.agents === undefined ? [] : await loadDefinitions(flags.agents);
+  } catch (err) {
+    console.error(`mesh: ${(err as Error).message}`);
+    return 1;
+  }
   const options: MeshNodeOptions = {
     dataDir: flags.data,
-    api,
     join,
+    agents,
+    // The fault switch (tests only) before the API, which exposes it when it is there.
+    services: [
+      ...(flags.faults ? [faultSwitch()] : []),
+      httpApi({ ...flags.api, ...(flags.token ? { token: flags.token } : {}) }),
+    ],
     mdns: flags.mdns ?? false,
     meshName: flags.mesh,
     ...(flags.listen ? { listen: flags.listen } : {}),
     ...(flags.name ? { name: flags.name } : {}),
-    ...(flags.token ? { apiToken: flags.token } : {}),
-    ...(flags.faults ? { faults: true } : {}),
+    ...(flags.maxAgents ? { maxAgents: flags.maxAgents } : {}),
+    ...(flags.agentHeartbeatMs ? { agentHeartbeatMs: flags.agentHeartbeatMs } : {}),
     ...(flags.heartbeatMs ? { heartbeatMs: flags.heartbeatMs } : {}),
     ...(flags.syncStrategy ? { syncStrategy: flags.syncStrategy } : {}),
   };
@@ -91,6 +111,7 @@ async function runNode(flags: StartFlags, join: string[]): Promise<number> {
   console.log(`node ${node.id}`);
   for (const a of node.multiaddrs()) console.log(`listen ${a}`);
   console.log(`api ${node.apiUrl}`);
+  for (const a of node.agentHost.list()) console.log(`agent ${a.id} ${a.mode} ${a.state}`);
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals): void => {
@@ -126,6 +147,7 @@ function explainStartError(err: unknown, flags: StartFlags): string {
   const code = (err as { code?: string }).code;
   if (code === 'EADDRINUSE') return `API address ${flags.api.host}:${flags.api.port} is already in use`;
   if (isNetError(err) && err.code === 'LISTEN_FAILED') return `cannot listen: ${err.message} (is the port taken?)`;
+  if (isAgentError(err)) return err.message;
   return (err as Error).message ?? String(err);
 }
 

@@ -1,7 +1,5 @@
-import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import type { ApiBackend, CounterSnapshot, FaultSwitch, MeshEvent, NodeStatus, PeerView } from '../api/backend.js';
-import { createApiServer } from '../api/index.js';
+import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
 import { MembershipView } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
@@ -12,12 +10,14 @@ import { DurableStore } from '../store/index.js';
 import { DeltaGossip, DeltaLog, SyncProtocol, SyncScheduler } from '../sync/index.js';
 import { TaskBoard, taskView } from '../tasks/tasks.js';
 import { Emitter } from '../util/emitter.js';
+import { VERSION } from '../util/version.js';
 import { type Logger, logger } from '../util/log.js';
-import { DEFAULT_API, DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
+import { DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
 import { meshPolicy, meshSchemaFor } from './schemas.js';
+import type { NodeComponents, Service, ServiceFactory } from './service.js';
+import type { CounterSnapshot, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
 
-const require = createRequire(import.meta.url);
-export const VERSION = (require('../../package.json') as { version: string }).version;
+export { VERSION };
 
 const META_IDENTITY = 'identity';
 
@@ -36,15 +36,17 @@ async function loadOrCreateIdentity(dataDir: string): Promise<Uint8Array> {
 }
 
 /**
- * A mesh node: the composition root that wires the replica, its durable store, the libp2p host,
- * gossip and anti-entropy, membership, the agent registry, the task board and the HTTP API, and
- * owns their lifecycle. Start order is bottom-up; stop runs the reverse, and a failed start stops
- * whatever had started before rethrowing.
+ * A mesh node: the composition root. It builds the core (replica and its durable store, the
+ * libp2p host, gossip and anti-entropy, membership, the agent registry and the task board), then
+ * the services: the agent host, and whatever the embedder adds (the HTTP API, say). Everything
+ * has one lifecycle: start in order, stop in reverse, and a failed start stops whatever had
+ * started before rethrowing.
  */
-export class MeshNode implements ApiBackend {
+export class MeshNode implements NodeInfo {
   readonly options: MeshNodeOptions;
   readonly log: Logger;
-  private readonly stack: Array<() => Promise<void> | void> = [];
+  private readonly stack: Array<{ name: string; stop: () => Promise<void> | void }> = [];
+  private readonly services = new Map<string, Service>();
   private readonly events = new Emitter<{ event: MeshEvent }>();
   private readonly denied = new Set<string>();
   private startedAt = 0;
@@ -59,25 +61,10 @@ export class MeshNode implements ApiBackend {
   private _agents: AgentRegistry | undefined;
   private _tasks: TaskBoard | undefined;
   private _apiUrl = '';
-  readonly faults: FaultSwitch | undefined;
 
   constructor(options: MeshNodeOptions) {
     this.options = options;
     this.log = logger('mesh:node');
-    this.faults = options.faults
-      ? {
-          partition: async (peers) => {
-            for (const p of peers) this.denied.add(p);
-            await this.host.refreshGater();
-          },
-          heal: async () => {
-            this.denied.clear();
-            await this.host.refreshGater();
-          },
-          denied: () => [...this.denied],
-          load: (count, agents, concurrency) => this.generateLoad(count, agents, concurrency),
-        }
-      : undefined;
   }
 
   static async start(options: MeshNodeOptions): Promise<MeshNode> {
@@ -123,6 +110,11 @@ export class MeshNode implements ApiBackend {
   get tasks(): TaskBoard {
     return required(this._tasks, 'tasks');
   }
+  /** The local agent processes this node hosts. */
+  get agentHost(): AgentHost {
+    return required(this.service<AgentHost>(AGENT_HOST_SERVICE), 'agent host');
+  }
+  /** The HTTP API's URL, once a service announced one ('' without an API). */
   get apiUrl(): string {
     return this._apiUrl;
   }
@@ -131,6 +123,10 @@ export class MeshNode implements ApiBackend {
   }
   multiaddrs(): string[] {
     return this.host.multiaddrs();
+  }
+  /** A service of this node by name (see `MeshNodeOptions.services`). */
+  service<S extends Service>(name: string): S | undefined {
+    return this.services.get(name) as S | undefined;
   }
 
   /** A durable local mutation, published to the mesh once it is on disk. */
@@ -141,6 +137,16 @@ export class MeshNode implements ApiBackend {
   }
 
   // --- lifecycle ------------------------------------------------------------------------------
+
+  /** Starts `s` now and stops it (in reverse order) when the node stops. */
+  private async use<S extends { start?(): Promise<void> | void; stop?(): Promise<void> | void }>(
+    name: string,
+    s: S,
+  ): Promise<S> {
+    await s.start?.();
+    this.stack.push({ name, stop: () => s.stop?.() });
+    return s;
+  }
 
   private async init(): Promise<void> {
     const o = this.options;
@@ -157,7 +163,7 @@ export class MeshNode implements ApiBackend {
     this._replica = replica;
     const { durable, loaded } = await DurableReplica.open(replica, o.dataDir);
     this._durable = durable;
-    this.stack.push(() => durable.close());
+    this.stack.push({ name: 'store', stop: () => durable.close() });
     this.log.info({ loaded, nodeId }, 'replica loaded');
 
     // Peers remembered in our replica (node records) are bootstrap candidates as well as --join.
@@ -175,13 +181,11 @@ export class MeshNode implements ApiBackend {
       gater: { denyPeer: (peer) => this.denied.has(peer) },
     });
     this._host = host;
-    this.stack.push(() => host.stop());
+    this.stack.push({ name: 'host', stop: () => host.stop() });
 
     const deltaLog = new DeltaLog();
-    const sync = new SyncProtocol({ replica, host, deltaLog });
+    const sync = await this.use('sync', new SyncProtocol({ replica, host, deltaLog }));
     this._sync = sync;
-    await sync.start();
-    this.stack.push(() => sync.stop());
     const scheduler = new SyncScheduler({
       protocol: sync,
       host,
@@ -190,30 +194,33 @@ export class MeshNode implements ApiBackend {
       ...(o.syncMaxIntervalMs ? { maxIntervalMs: o.syncMaxIntervalMs } : {}),
     });
     this._scheduler = scheduler;
-    const gossip = new DeltaGossip({
-      replica,
-      pubsub: host.pubsub,
-      topic: `agentmesh/${o.meshName ?? 'default'}/deltas/1`,
-      deltaLog,
-      batchMs: o.gossipBatchMs ?? 0,
-      onGap: (_origin, peer) => scheduler.gap(peer),
-    });
-    this._gossip = gossip;
-    gossip.start();
-    this.stack.push(() => gossip.stop());
-    scheduler.start();
-    this.stack.push(() => scheduler.stop());
+    this._gossip = await this.use(
+      'gossip',
+      new DeltaGossip({
+        replica,
+        pubsub: host.pubsub,
+        topic: `agentmesh/${o.meshName ?? 'default'}/deltas/1`,
+        deltaLog,
+        batchMs: o.gossipBatchMs ?? 0,
+        onGap: (_origin, peer) => scheduler.gap(peer),
+      }),
+    );
+    await this.use('sync-scheduler', scheduler);
 
     const heartbeatMs = o.heartbeatMs ?? 1000;
-    const membership = new MembershipView({ selfId: nodeId, heartbeatIntervalMs: heartbeatMs });
+    const membership = await this.use(
+      'membership',
+      new MembershipView({ selfId: nodeId, heartbeatIntervalMs: heartbeatMs }),
+    );
     this._membership = membership;
-    membership.start();
-    this.stack.push(() => membership.stop());
     const offConnect = host.on('peer:connect', (p) => membership.connected(p, true));
     const offDisconnect = host.on('peer:disconnect', (p) => membership.connected(p, false));
-    this.stack.push(() => {
-      offConnect();
-      offDisconnect();
+    this.stack.push({
+      name: 'membership-events',
+      stop: () => {
+        offConnect();
+        offDisconnect();
+      },
     });
 
     const mutate = this.mutate.bind(this);
@@ -223,32 +230,72 @@ export class MeshNode implements ApiBackend {
     const offChange = replica.events.on('change', (e) =>
       this.onChange(e.key, e.state, e.incoming, e.origin ?? null, e.local),
     );
-    this.stack.push(offChange);
+    this.stack.push({ name: 'change-events', stop: offChange });
 
-    const server = await createApiServer(this, {
-      ...(o.api ?? DEFAULT_API),
-      ...(o.apiToken ? { token: o.apiToken } : {}),
-    });
-    this._apiUrl = server.url;
-    this.stack.push(() => server.close());
+    // The services: one factory and one line each. The agent host is part of every node; the
+    // embedder's (the CLI's HTTP API, a test's fault switch) follow in the order given.
+    const components = this.components();
+    const factories: ServiceFactory[] = [
+      agentHost({
+        agents: o.agents ?? [],
+        ...(o.maxAgents !== undefined ? { maxAgents: o.maxAgents } : {}),
+        ...(o.agentHeartbeatMs !== undefined ? { heartbeatMs: o.agentHeartbeatMs } : {}),
+      }),
+      ...(o.services ?? []),
+    ];
+    for (const factory of factories) {
+      const service = factory(components);
+      if (this.services.has(service.name)) throw new Error(`mesh node: two services named ${service.name}`);
+      this.services.set(service.name, service);
+      await this.use(service.name, service);
+    }
 
     await this.writeNodeRecord(true);
     const beat = setInterval(() => {
       this.writeNodeRecord(false).catch((err: unknown) => this.log.warn({ err }, 'heartbeat failed'));
     }, heartbeatMs);
     beat.unref();
-    this.stack.push(() => clearInterval(beat));
+    this.stack.push({ name: 'heartbeat', stop: () => clearInterval(beat) });
+  }
+
+  private components(): NodeComponents {
+    return {
+      nodeId: this.id,
+      dataDir: this.options.dataDir,
+      replica: this.replica,
+      host: this.host,
+      membership: this.membership,
+      agents: this.agents,
+      tasks: this.tasks,
+      info: this,
+      peerGate: {
+        deny: async (peers) => {
+          for (const p of peers) this.denied.add(p);
+          await this.host.refreshGater();
+        },
+        allowAll: async () => {
+          this.denied.clear();
+          await this.host.refreshGater();
+        },
+        denied: () => [...this.denied],
+      },
+      logger,
+      service: (name) => this.service(name),
+      announceApi: (url) => {
+        this._apiUrl = url;
+      },
+    };
   }
 
   /** Stops everything in reverse start order. A second call returns the same promise. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       while (this.stack.length > 0) {
-        const undo = this.stack.pop() as () => Promise<void> | void;
+        const { name, stop } = this.stack.pop() as { name: string; stop: () => Promise<void> | void };
         try {
-          await undo();
+          await stop();
         } catch (err) {
-          this.log.warn({ err }, 'error while stopping');
+          this.log.warn({ err, service: name }, 'error while stopping');
         }
       }
     })();
@@ -309,30 +356,7 @@ export class MeshNode implements ApiBackend {
     this.events.emit('event', { kind: kind as MeshEvent['kind'], id, value, origin, local, at: Date.now() });
   }
 
-  /** Benchmark load: heartbeats of `agents` agents hosted here, `count` updates in all. */
-  private async generateLoad(
-    count: number,
-    agents: number,
-    concurrency: number,
-  ): Promise<{ count: number; ms: number }> {
-    const started = performance.now();
-    const ids = Array.from({ length: agents }, (_, i) => `load-${this.id.slice(-8)}-${i}`);
-    for (const id of ids) {
-      if (this.agents.get(id) === undefined)
-        await this.agents.upsert(id, { name: id, type: 'load', capabilities: ['load'] });
-    }
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < count) {
-        const i = next++;
-        await this.agents.heartbeat(ids[i % agents] as string, { load: i % 100 });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
-    return { count, ms: performance.now() - started };
-  }
-
-  // --- ApiBackend -----------------------------------------------------------------------------
+  // --- NodeInfo -------------------------------------------------------------------------------
 
   onEvent(listener: (event: MeshEvent) => void): () => void {
     return this.events.on('event', listener);
@@ -433,6 +457,7 @@ export class MeshNode implements ApiBackend {
     out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;
     out.pubsub_rejected_by_validator_total = ps.rejectedByValidator;
     out.peers_connected = this.host.connectedPeers().length;
+    for (const service of this.services.values()) Object.assign(out, service.counters?.());
     return out;
   }
 }

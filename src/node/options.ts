@@ -1,14 +1,12 @@
+import type { AgentDefinition } from '../agents/index.js';
 import type { StrategyChoice } from '../sync/index.js';
+import type { ServiceFactory } from './service.js';
 
 export interface MeshNodeOptions {
   /** Data directory (LevelDB, identity). Default `./.mesh`. */
   dataDir: string;
   /** libp2p listen multiaddrs. Default `/ip4/0.0.0.0/tcp/7071`. */
   listen?: string[];
-  /** HTTP API bind address. Default 127.0.0.1:7070 (port 0 picks a free port). */
-  api?: { host: string; port: number };
-  /** Bearer token for the API; required when the API binds to a non-loopback address. */
-  apiToken?: string;
   /** Human-readable node name. Default: the host name. */
   name?: string;
   /** Pre-shared key for a private mesh (libp2p pnet key-file bytes). */
@@ -22,8 +20,17 @@ export interface MeshNodeOptions {
   heartbeatMs?: number;
   /** Remote clock readings further ahead than this are refused (ms). Default 60000. */
   maxClockDriftMs?: number;
-  /** Enables the test-only fault switch (`POST /v1/admin/partition`). Never in production. */
-  faults?: boolean;
+  /** The agents this node runs (see `mesh start --agents FILE`). */
+  agents?: AgentDefinition[];
+  /** Most agents this node hosts at once (definitions plus API-started ones). Default 64. */
+  maxAgents?: number;
+  /** How often a hosted agent's liveness is written when nothing else changed (ms). Default 5000. */
+  agentHeartbeatMs?: number;
+  /**
+   * Services started after the node's core, in order (the CLI adds the HTTP API here). A node
+   * without them runs fine: an embedder needs no HTTP server.
+   */
+  services?: ServiceFactory[];
   /** Force a sync strategy (benchmarks); default adaptive. */
   syncStrategy?: StrategyChoice;
   /** Delta gossip batching window (ms). Default 0: the next event-loop turn. */

@@ -1,4 +1,4 @@
-import { gCounter, isTimestamp, latticeRegister, RecordSchema, type Timestamp } from '../crdt/index.js';
+import { gCounter, isTimestamp, latticeRegister, lwwRegister, RecordSchema, type Timestamp } from '../crdt/index.js';
 import { jsonBytes } from '../util/json.js';
 
 export const AGENT_STATES = [
@@ -142,6 +142,35 @@ const isProfile = (v: unknown): v is AgentProfile => profileProblem(v) === undef
 export const profileRank = (p: AgentProfile): number => -p.registeredAt;
 
 /**
+ * The owner's liveness report, written by heartbeats without rewriting the whole profile (whose
+ * `meta` and capabilities may be kilobytes): state, health, load, capacity and the heartbeat
+ * time. It overlays the profile's copies of these fields when the profile's owner wrote it after
+ * the profile (see `agentView`); every profile write carries the current liveness, so a newer
+ * profile supersedes older liveness reports.
+ */
+export interface AgentLiveness {
+  readonly state: AgentState;
+  readonly health: AgentHealth;
+  readonly load: number;
+  readonly capacity: number;
+  readonly heartbeat: number;
+}
+
+const LIVENESS_KEYS = ['state', 'health', 'load', 'capacity', 'heartbeat'] as const;
+
+export function isLiveness(v: unknown): v is AgentLiveness {
+  if (!isPlainObject(v)) return false;
+  if (!LIVENESS_KEYS.every((k) => Object.hasOwn(v, k))) return false;
+  return (
+    AGENT_STATES.includes(v.state as AgentState) &&
+    AGENT_HEALTH.includes(v.health as AgentHealth) &&
+    isNonNegative(v.load) &&
+    isNonNegative(v.capacity) &&
+    isNonNegative(v.heartbeat)
+  );
+}
+
+/**
  * The agent record (key `agent/<agentId>`):
  *
  * - `profile`: every field the hosting node writes, in ONE lattice register ordered by
@@ -156,6 +185,9 @@ export const profileRank = (p: AgentProfile): number => -p.registeredAt;
  *   memory per record.
  * - `executions`, `successes`, `failures`, `restarts`: G-Counters; any node increments its own
  *   slot, so they have no owner.
+ * - `live`: the owner's latest liveness report (last-writer-wins), see `AgentLiveness`. A report
+ *   not written by the profile's owner is ignored by every view; accepted limitation: a member
+ *   could write a later one to hide the owner's reports until the owner's next write.
  *
  * Removal sets `removed` in the profile; the record stays so that the removal replicates and
  * wins over stale updates.
@@ -166,5 +198,6 @@ export const agentSchema = new RecordSchema('agent', {
   successes: gCounter,
   failures: gCounter,
   restarts: gCounter,
+  live: lwwRegister<AgentLiveness>(isLiveness, 'live'),
 });
 export type AgentSchema = typeof agentSchema;

@@ -6,6 +6,7 @@ import {
   AGENT_ID_PATTERN,
   AGENT_STATES,
   type AgentHealth,
+  type AgentLiveness,
   type AgentProfile,
   type AgentState,
   agentSchema,
@@ -160,7 +161,9 @@ export function agentView(id: string, s: RecordState): AgentView | undefined {
   const S = agentSchema;
   const profile = S.get(s, 'profile');
   if (profile === undefined) return undefined;
-  const p = profile.v;
+  let p: AgentProfile | (AgentProfile & AgentLiveness) = profile.v;
+  const live = S.get(s, 'live');
+  if (live !== undefined && live.w === p.owner && live.t > profile.t) p = { ...p, ...live.v };
   return {
     id,
     owner: p.owner,
@@ -184,6 +187,14 @@ export function agentView(id: string, s: RecordState): AgentView | undefined {
 }
 
 type ProfileRegister = Register<AgentProfile>;
+
+const liveOf = (v: AgentView): AgentLiveness => ({
+  state: v.state,
+  health: v.health,
+  load: v.load,
+  capacity: v.capacity,
+  heartbeat: v.heartbeat,
+});
 
 /**
  * The agent registry over the replica. Each node writes the profile only of the agents it hosts
@@ -222,7 +233,8 @@ export class AgentRegistry {
     await this.mutate(agentKey(id), (cur) => {
       const prev = agentSchema.get(cur, 'profile');
       if (prev !== undefined && prev.v.owner !== node) throw this.notOwner(id, prev.v.owner, 'update');
-      const p = prev?.v;
+      // The profile with the latest liveness folded in: a new profile supersedes older reports.
+      const p = prev === undefined ? undefined : { ...prev.v, ...liveOf(agentView(id, cur) as AgentView) };
       const revived = p?.removed === true;
       const t = this.replica.clock.now();
       return this.write(
@@ -246,26 +258,29 @@ export class AgentRegistry {
     return this.mustGet(id);
   }
 
-  /** The owner's liveness report: refreshes the heartbeat and any of load, capacity, health, state. */
+  /**
+   * The owner's liveness report: refreshes the heartbeat and any of load, capacity, health,
+   * state. It writes only the small `live` register, never the profile (see `AgentLiveness`).
+   */
   async heartbeat(id: string, input: HeartbeatInput = {}): Promise<AgentView> {
     validateAgentId(id);
     const h = parse(heartbeatSchema, input, 'heartbeat');
     await this.mutate(agentKey(id), (cur) => {
-      const { v: p } = this.ownedBy(id, cur, 'send heartbeats for');
-      if (p.removed) {
+      this.ownedBy(id, cur, 'send heartbeats for');
+      const view = agentView(id, cur) as AgentView;
+      if (view.removed) {
         throw new RegistryError(RegistryErrorCode.AGENT_REMOVED, `agent ${id} was removed; register it again`);
       }
-      return this.write(
-        {
-          ...p,
-          heartbeat: this.now(),
-          load: h.load ?? p.load,
-          capacity: h.capacity ?? p.capacity,
-          health: h.health ?? p.health,
-          state: h.state ?? p.state,
-        },
-        this.replica.clock.now(),
-      );
+      const live: AgentLiveness = {
+        heartbeat: this.now(),
+        load: h.load ?? view.load,
+        capacity: h.capacity ?? view.capacity,
+        health: h.health ?? view.health,
+        state: h.state ?? view.state,
+      };
+      return agentSchema.delta({
+        live: agentSchema.fields.live.set(live, this.replica.clock.now(), this.replica.nodeId),
+      });
     });
     return this.mustGet(id);
   }
@@ -309,7 +324,8 @@ export class AgentRegistry {
     if (existing !== undefined && existing.owner === node && existing.removed) return existing;
     await this.mutate(agentKey(id), (cur) => {
       const { v: p } = this.ownedBy(id, cur, 'remove');
-      return this.write({ ...p, removed: true, state: 'TERMINATED' }, this.replica.clock.now());
+      const live = liveOf(agentView(id, cur) as AgentView);
+      return this.write({ ...p, ...live, removed: true, state: 'TERMINATED' }, this.replica.clock.now());
     });
     return this.mustGet(id);
   }

@@ -1,5 +1,5 @@
 import { type PolicyInput, PolicyError } from '../replica/index.js';
-import { MAX_RESULT_BYTES, specSizeProblem, taskSchema } from './task-schema.js';
+import { MAX_LOG_BYTES, MAX_LOG_LINES, MAX_RESULT_BYTES, specSizeProblem, taskSchema } from './task-schema.js';
 
 // The limits live with the schema (its decoder enforces them too); re-exported here, where the
 // API and older callers import them from.
@@ -61,6 +61,14 @@ export function taskPolicy(input: PolicyInput): void {
     }
     const problem = specSizeProblem(incSpec.v);
     if (problem !== undefined) throw new PolicyError('too_large', `${key}: ${problem}`, { writer: incSpec.w });
+  }
+
+  const log = S.get(incoming, 'log');
+  if (
+    log !== undefined &&
+    (log.v.length > MAX_LOG_LINES || log.v.reduce((n, l) => n + Buffer.byteLength(l), 0) > MAX_LOG_BYTES)
+  ) {
+    throw new PolicyError('too_large', `${key}: log above ${MAX_LOG_LINES} lines or ${MAX_LOG_BYTES} bytes`);
   }
 
   for (const f of ['result', 'error'] as const) {

@@ -13,6 +13,10 @@ export const MAX_TITLE_LENGTH = 256;
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 export const MAX_RESULT_BYTES = 64 * 1024;
 export const MAX_TASK_CAPABILITIES = 32;
+/** A task's log: the last lines its executions wrote, at most this many and this many bytes. */
+export const MAX_LOG_LINES = 200;
+export const MAX_LOG_BYTES = 16 * 1024;
+export const MAX_LOG_LINE_LENGTH = 1024;
 export const MAX_TASK_CAPABILITY_LENGTH = 64;
 export const MAX_DEPENDENCIES = 64;
 export const MAX_ATTEMPTS = 1000;
@@ -177,6 +181,8 @@ const isAny = (v: unknown): v is unknown => v !== undefined;
  *   spec everywhere rather than being refused forever by each other's replicas;
  * - `status`: status, attempt and assignee, one lattice register ordered by `statusRank`;
  * - `leaseUntil` (wall ms or null), `progress`, `result`, `error`, `updatedAt`: last-writer-wins.
+ * - `log`: the tail of the task's log (agent stderr lines, log and progress messages), rewritten
+ *   whole by the executing node, last-writer-wins, bounded by MAX_LOG_LINES and MAX_LOG_BYTES.
  */
 export const taskSchema = new RecordSchema('task', {
   spec: latticeRegister<TaskSpecRecord>('spec', specRank, isSpecRecord),
@@ -186,5 +192,6 @@ export const taskSchema = new RecordSchema('task', {
   result: lwwRegister(isAny, 'result'),
   error: lwwRegister(isAny, 'error'),
   updatedAt: lwwRegister(isNumber, 'updatedAt'),
+  log: lwwRegister(isStringList, 'log'),
 });
 export type TaskSchema = typeof taskSchema;

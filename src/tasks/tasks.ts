@@ -6,6 +6,9 @@ import { TaskError, TaskErrorCode } from './errors.js';
 import { DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY } from './task-policy.js';
 import {
   MAX_DEPENDENCIES,
+  MAX_LOG_BYTES,
+  MAX_LOG_LINE_LENGTH,
+  MAX_LOG_LINES,
   MAX_PAYLOAD_BYTES,
   MAX_RESULT_BYTES,
   MAX_RETRIES_LIMIT,
@@ -65,6 +68,8 @@ export interface TaskPatch {
   error?: unknown;
   /** Lease expiry in wall-clock ms, or null to clear it. */
   leaseUntil?: number | null;
+  /** The task's log tail, replacing the current one (trimmed to the last lines within the caps). */
+  log?: string[];
 }
 
 export interface TaskView extends TaskSpec {
@@ -79,6 +84,7 @@ export interface TaskView extends TaskSpec {
   result: unknown;
   error: unknown;
   updatedAt: number;
+  log: string[];
 }
 
 export interface TaskFilter {
@@ -106,7 +112,8 @@ export const taskKey = (id: string): string => `${TASK_KEY_PREFIX}${id}`;
  */
 export const TASK_TRANSITIONS: Readonly<Record<TaskStatus, readonly TaskStatus[]>> = {
   PENDING: ['ASSIGNED', 'IN_PROGRESS', 'CANCELLED'],
-  ASSIGNED: ['IN_PROGRESS', 'PENDING', 'CANCELLED'],
+  // ASSIGNED -> FAILED: the agent refused the task (a pre_task hook) or could not start it.
+  ASSIGNED: ['IN_PROGRESS', 'PENDING', 'FAILED', 'CANCELLED'],
   IN_PROGRESS: ['COMPLETED', 'FAILED', 'CANCELLED'],
   COMPLETED: [],
   FAILED: ['PENDING'],
@@ -169,6 +176,7 @@ export const taskPatchSchema = z.object({
   result: z.unknown().optional(),
   error: z.unknown().optional(),
   leaseUntil: z.number().nonnegative().nullable().optional(),
+  log: z.array(z.string()).max(10_000).optional(),
 });
 
 function invalid(message: string, details?: Record<string, unknown>): TaskError {
@@ -199,6 +207,19 @@ function toJson(v: unknown, what: string, max: number): unknown {
     });
   }
   return JSON.parse(text) as unknown;
+}
+
+/** The last lines of `lines` within the log caps, each line cut to MAX_LOG_LINE_LENGTH. */
+export function trimLog(lines: readonly string[]): string[] {
+  const out: string[] = [];
+  let bytes = 0;
+  for (let i = lines.length - 1; i >= 0 && out.length < MAX_LOG_LINES; i--) {
+    const line = (lines[i] as string).slice(0, MAX_LOG_LINE_LENGTH);
+    bytes += Buffer.byteLength(line);
+    if (bytes > MAX_LOG_BYTES) break;
+    out.push(line);
+  }
+  return out.reverse();
 }
 
 /** A time-sortable random id: 9 base36 digits of wall-clock ms, then 12 random hex digits. */
@@ -234,6 +255,7 @@ export function taskView(id: string, s: RecordState): TaskView | undefined {
     result: S.get(s, 'result')?.v ?? null,
     error: S.get(s, 'error')?.v ?? null,
     updatedAt: S.get(s, 'updatedAt')?.v ?? sp.createdAt,
+    log: S.get(s, 'log')?.v ?? [],
   };
 }
 
@@ -337,6 +359,8 @@ export class TaskBoard {
       if (lease !== undefined) parts.leaseUntil = S.fields.leaseUntil.set(lease, ts, node);
       if (resultValue !== undefined) parts.result = S.fields.result.set(resultValue, ts, node);
       if (errorValue !== undefined) parts.error = S.fields.error.set(errorValue, ts, node);
+      const log = p.log !== undefined ? trimLog(p.log) : newAttempt && view.log.length > 0 ? [] : undefined;
+      if (log !== undefined) parts.log = S.fields.log.set(log, ts, node);
       return S.delta(parts);
     });
     return this.mustGet(id);

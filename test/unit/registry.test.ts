@@ -16,7 +16,7 @@ import {
   RegistryError,
 } from '../../src/registry/index.js';
 import type { Replica } from '../../src/replica/index.js';
-import { type Delta, PolicyError } from '../../src/replica/index.js';
+import { type Delta, deltaToWire, PolicyError } from '../../src/replica/index.js';
 import { meshReplica } from '../helpers/api-backend.js';
 import { fcParams } from '../helpers/fc.js';
 import { prng } from '../helpers/replicas.js';
@@ -270,19 +270,51 @@ describe('agent registry', () => {
     assert.equal(a.replica.stats.rejected, 3, 'honest-looking profiles are never refused');
   });
 
-  it('lets owner updates arrive out of order: each one carries the whole profile', async () => {
+  it('lets owner updates arrive out of order: heartbeats write only the liveness register', async () => {
     let now = 1_000;
     const a = meshNode('node-a', () => now);
     const c = meshNode('node-c');
-    await a.registry.upsert('ag', base);
+    await a.registry.upsert('ag', { ...base, meta: { big: 'x'.repeat(2000) } });
     now = 2_000;
     await a.registry.heartbeat('ag', { load: 3 });
-    // C gets the heartbeat before the registration: it already sees the complete agent.
+    // The heartbeat's delta carries the small liveness register, not the profile with its meta.
+    assert.deepEqual(agentSchema.touched((a.out[1] as Delta).state), ['live']);
+    const wire = (d: Delta): number => encodeMsgpack(deltaToWire(d, agentSchema as never)).length;
+    assert.ok(wire(a.out[1] as Delta) < 300, `a heartbeat is small: ${wire(a.out[1] as Delta)} bytes`);
+    assert.ok(wire(a.out[0] as Delta) > 2000, 'the registration carries the meta');
+    // C gets the heartbeat before the registration: no agent yet, then the whole current one.
     c.replica.applyDelta(a.out[1] as Delta, 'node-a');
-    assert.deepEqual(c.registry.get('ag'), a.registry.get('ag'));
-    assert.equal(c.replica.applyDelta(a.out[0] as Delta, 'node-a'), 'unchanged', 'the older profile loses');
+    assert.equal(c.registry.get('ag'), undefined);
+    c.replica.applyDelta(a.out[0] as Delta, 'node-a');
     assert.deepEqual(c.registry.get('ag'), a.registry.get('ag'));
     assert.equal(c.registry.get('ag')?.load, 3);
+    assert.equal(c.registry.get('ag')?.heartbeat, 2_000);
+    // A later upsert folds the liveness into the profile; the older liveness no longer overlays it.
+    now = 3_000;
+    await a.registry.upsert('ag', { ...base, load: 1 });
+    c.replica.applyDelta(a.out[2] as Delta, 'node-a');
+    assert.equal(c.registry.get('ag')?.load, 1);
+    assert.deepEqual(c.registry.get('ag'), a.registry.get('ag'));
+  });
+
+  it('ignores liveness reports not written by the owner', async () => {
+    const a = meshNode('node-a');
+    const b = meshNode('node-b');
+    await a.registry.upsert('ag', base);
+    deliver(a, b);
+    const S = agentSchema;
+    const forged = b.replica.mutate(agentKey('ag'), () =>
+      S.delta({
+        live: S.fields.live.set(
+          { state: 'ERROR', health: 'unhealthy', load: 99, capacity: 1, heartbeat: 1 },
+          b.replica.clock.now(),
+          'node-b',
+        ),
+      }),
+    );
+    a.replica.applyDelta(forged, 'node-b');
+    assert.equal(a.registry.get('ag')?.state, 'INITIALIZING');
+    assert.equal(a.registry.get('ag')?.load, 0);
   });
 
   it('caps sizes whoever writes them: too_large in the policy, invalid at decode', async () => {
@@ -445,7 +477,7 @@ describe('agent registry', () => {
     }
     // Stats deltas carry no profile, so the policy lets them through from anyone.
     assert.equal(a.replica.stats.rejected, 0);
-    assert.deepEqual(AGENT_OWNER_FIELDS, ['profile']);
+    assert.deepEqual(AGENT_OWNER_FIELDS, ['profile', 'live']);
   });
 
   it('filters lists by capability, type, state and node, sorted by id', async () => {

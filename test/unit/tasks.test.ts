@@ -107,7 +107,7 @@ const TABLE: Record<TaskStatus, Record<TaskStatus, [TaskStatus, number] | 'rejec
     ASSIGNED: ['ASSIGNED', 1],
     IN_PROGRESS: ['IN_PROGRESS', 1],
     COMPLETED: 'reject',
-    FAILED: 'reject',
+    FAILED: ['FAILED', 1], // the agent refused it (pre_task hook) or could not start it
     CANCELLED: ['CANCELLED', 1],
   },
   IN_PROGRESS: {
@@ -176,6 +176,7 @@ describe('task board', () => {
       result: null,
       error: null,
       updatedAt: 5_000,
+      log: [],
     });
     now = 6_000;
     const t2 = await a.board.create({ type: 'x' });

@@ -1,7 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import type { AgentView } from '../../registry/agents.js';
 import { ApiError, ApiErrorCode } from '../errors.js';
-import { type AgentResponse, agentInputSchema, agentListQuerySchema, agentParamsSchema } from '../schemas.js';
+import {
+  type AgentResponse,
+  agentActionParamsSchema,
+  agentInputSchema,
+  agentListQuerySchema,
+  agentParamsSchema,
+} from '../schemas.js';
 import { parseInput, type RouteContext } from './context.js';
 
 /** The agent registry: list with filters, get, register or update (this node's agents), remove. */
@@ -26,6 +32,16 @@ export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const { id } = parseInput(agentParamsSchema, request.params, 'params');
     const input = parseInput(agentInputSchema, request.body, 'body');
     return withReach(await backend.agents.upsert(id, input));
+  });
+
+  // The agents this node runs (processes it supervises), with what only their host knows.
+  app.get('/v1/host/agents', async () => backend.agentControl?.list() ?? []);
+
+  app.post('/v1/agents/:id/:action', async (request) => {
+    const { id, action } = parseInput(agentActionParamsSchema, request.params, 'params');
+    if (backend.agentControl === undefined)
+      throw new ApiError(ApiErrorCode.NOT_FOUND, `agent ${id} is not run by this node`);
+    return backend.agentControl.control(id, action);
   });
 
   app.delete('/v1/agents/:id', async (request) => {

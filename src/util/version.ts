@@ -1,0 +1,5 @@
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+/** The package's version, from package.json. */
+export const VERSION = (require('../../package.json') as { version: string }).version;
