@@ -82,7 +82,8 @@ export const logSchema = z.object({
   level: z.enum(['debug', 'info', 'warn', 'error']).optional(),
   message: z.string(),
 });
-export const resultSchema = z.object({ type: z.literal('result'), id, result: z.unknown() });
+/** `result` may be absent (a handler that returned nothing): the task's result is then null. */
+export const resultSchema = z.object({ type: z.literal('result'), id, result: z.unknown().optional() });
 export const errorSchema = z.object({
   type: z.literal('error'),
   id,

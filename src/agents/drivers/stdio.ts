@@ -91,7 +91,7 @@ export function stdioDriver(
         const p = pending.get(m.id);
         if (p === undefined) return unknownTask(m);
         pending.delete(m.id);
-        p.resolve(m.result);
+        p.resolve(m.result ?? null);
         return;
       }
       case 'error': {
