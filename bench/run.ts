@@ -19,6 +19,7 @@ const suites: Record<string, Array<[string, () => Promise<Suite>]>> = {
   ],
   mesh: [['mesh', async () => (await import('./mesh.js')).benchMesh]],
   net: [['net', async () => (await import('./net-latency.js')).benchNet as Suite]],
+  exec: [['exec', async () => (await import('./exec.js')).benchExec]],
 };
 
 async function main(): Promise<void> {

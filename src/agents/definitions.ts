@@ -99,7 +99,7 @@ export interface AgentDefinition {
   command: string;
   args: string[];
   env: Record<string, string>;
-  cwd: string | undefined;
+  cwd: string;
   concurrency: number;
   timeoutMs: number;
   restart: typeof DEFAULT_RESTART;
@@ -132,7 +132,7 @@ function hookOf(h: z.infer<typeof hookSchema> | undefined, base: string): HookSp
   };
 }
 
-/** Fills in defaults; relative paths (command, cwd, hooks) are taken from `baseDir`. */
+/** Fills in defaults; relative paths (command, cwd, hooks) are taken from `baseDir`, the default cwd. */
 export function normalizeDefinition(d: AgentDefinitionInput, baseDir = process.cwd()): AgentDefinition {
   const r = typeof d.restart === 'string' ? { policy: d.restart } : (d.restart ?? {});
   const hooks: Partial<Record<HookName, HookSpec>> = {};
@@ -149,7 +149,8 @@ export function normalizeDefinition(d: AgentDefinitionInput, baseDir = process.c
     command: resolveCommand(d.command, baseDir),
     args: d.args ?? [],
     env: d.env ?? {},
-    cwd: d.cwd === undefined ? undefined : resolve(baseDir, d.cwd),
+    // Relative paths in a definition (its args included) are from the agents file's folder.
+    cwd: resolve(baseDir, d.cwd ?? '.'),
     concurrency: d.concurrency ?? 1,
     timeoutMs: d.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     restart: { ...DEFAULT_RESTART, ...r },

@@ -13,6 +13,7 @@ import { AgentError, AgentErrorCode } from './errors.js';
 /** Set in every agent's environment: marks a process as started by the node on this data dir. */
 export const DATA_DIR_ENV = 'AGENTMESH_DATA_DIR';
 const RECORD_FILE = 'agent-processes.log';
+const CLOSE_AFTER_EXIT_MS = 1000;
 
 export interface ExitInfo {
   code: number | null;
@@ -169,15 +170,25 @@ export function spawnAgentProcess(o: SpawnOptions): Promise<AgentProcess> {
       const pid = child.pid as number;
       o.records.add(pid);
       let done = false;
-      const exited = new Promise<ExitInfo>((res) =>
+      // Resolves once the leader has exited AND its output is drained ('close'), so a reader of
+      // stdout never misses the tail; a descendant outside the group that still holds the pipes
+      // gets CLOSE_AFTER_EXIT_MS before they are destroyed.
+      const exited = new Promise<ExitInfo>((res) => {
         child.once('exit', (code, signal) => {
           done = true;
           o.records.remove(pid);
           // The leader is gone; anything it forked into the group goes with it.
           signalGroup(pid, 'SIGKILL');
-          res({ code, signal });
-        }),
-      );
+          const timer = setTimeout(() => {
+            child.stdout?.destroy();
+            child.stderr?.destroy();
+          }, CLOSE_AFTER_EXIT_MS);
+          child.once('close', () => {
+            clearTimeout(timer);
+            res({ code, signal });
+          });
+        });
+      });
       // EPIPE when the agent exits with our writes in flight: the exit handler reports it.
       child.stdin?.on('error', () => {});
       const handle: AgentProcess = {

@@ -87,7 +87,7 @@ export class AgentSupervisor {
     } catch (err) {
       if (gen !== this.generation) return;
       const e = toExecutionError(err);
-      this.log.warn({ agent: this.id, code: e.code, err: e.message }, 'agent failed to start');
+      this.log.warn({ agent: this.id, code: e.code, err: e.message, ...e.details }, 'agent failed to start');
       await this.driver.stop(0).catch(() => {});
       this.crashed(e.message);
     }

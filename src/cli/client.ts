@@ -23,6 +23,26 @@ async function call(flags: ClientFlags, method: string, path: string, body?: unk
 
 const print = (v: unknown): void => console.log(JSON.stringify(v, null, 2));
 
+const FINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
+
+/** Polls a task until it ends, printing status and progress changes to stderr; returns the task. */
+async function waitForEnd(flags: ClientFlags, path: string, timeoutMs: number): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs;
+  let shown = '';
+  for (;;) {
+    const t = (await call(flags, 'GET', path)) as { status: string; progress: number; assignee: string | null };
+    const line = `${t.status}${t.assignee ? ` on ${t.assignee}` : ''} ${Math.round(t.progress)}%`;
+    if (line !== shown) console.error(line);
+    shown = line;
+    if (FINAL.has(t.status)) {
+      if (t.status !== 'COMPLETED') process.exitCode = 1;
+      return t;
+    }
+    if (Date.now() > deadline) throw new Error(`the task did not end within ${timeoutMs / 1000} s (it is ${t.status})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 function withClient(cmd: Command): Command {
   return cmd
     .option('--api <url>', 'node API URL', process.env.MESH_API ?? 'http://127.0.0.1:7070')
@@ -70,6 +90,8 @@ export function clientCommands(program: Command): void {
     .option('--capability <c>', 'required capability (repeatable)', (v: string, p: string[] = []) => [...p, v])
     .option('--priority <0-9>', 'priority', '5')
     .option('--agent <id>', 'assign the task to this agent at once (its node runs it)')
+    .option('--wait', 'wait until the task ends; print its progress, then the task')
+    .option('--timeout <s>', 'with --wait: give up after this many seconds', '120')
     .action(
       async (
         f: ClientFlags & {
@@ -79,6 +101,8 @@ export function clientCommands(program: Command): void {
           capability?: string[];
           priority: string;
           agent?: string;
+          wait?: boolean;
+          timeout: string;
         },
       ) => {
         let payload: unknown;
@@ -94,13 +118,11 @@ export function clientCommands(program: Command): void {
           capabilities: f.capability ?? [],
           priority: Number(f.priority),
         })) as { id: string };
-        if (f.agent === undefined) return print(task);
-        print(
-          await call(f, 'PATCH', `/v1/tasks/${encodeURIComponent(task.id)}`, {
-            status: 'ASSIGNED',
-            assignee: f.agent,
-          }),
-        );
+        const path = `/v1/tasks/${encodeURIComponent(task.id)}`;
+        const submitted =
+          f.agent === undefined ? task : await call(f, 'PATCH', path, { status: 'ASSIGNED', assignee: f.agent });
+        if (f.wait !== true) return print(submitted);
+        print(await waitForEnd(f, path, Number(f.timeout) * 1000));
       },
     );
   withClient(program.command('task').description('show one task').argument('<id>')).action(

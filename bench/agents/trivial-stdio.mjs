@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// The benchmark's trivial stdio agent: answers every task with its payload at once, no progress,
+// no logs, so that what a benchmark measures is the host's and the mesh's cost per task.
+import { createInterface } from 'node:readline';
+
+const out = (m) => process.stdout.write(`${JSON.stringify(m)}\n`);
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const m = JSON.parse(line);
+  if (m.type === 'hello') out({ type: 'ready', protocol: 1, capabilities: ['trivial'] });
+  else if (m.type === 'task') out({ type: 'result', id: m.task.id, result: { echo: m.task.payload } });
+  else if (m.type === 'ping') out({ type: 'pong', seq: m.seq });
+});
