@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The benchmark's trivial stdio agent: answers every task with its payload at once, no progress,
 // no logs, so that what a benchmark measures is the host's and the mesh's cost per task.
+import process from 'node:process';
 import { createInterface } from 'node:readline';
 
 const out = (m) => process.stdout.write(`${JSON.stringify(m)}\n`);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -185,4 +185,209 @@ export async function metric(node: MeshProcess, name: string): Promise<number> {
   const text = await res.text();
   const line = text.split('\n').find((l) => l.startsWith(`agentmesh_${name} `));
   return line === undefined ? 0 : Number(line.split(' ')[1]);
+}
+
+// --- agents ---------------------------------------------------------------------------------------
+
+/** The repository root, and the agent scripts the integration tests run. */
+export const REPO_ROOT = resolve(import.meta.dirname, '../..');
+export const AGENT_FIXTURES = resolve(import.meta.dirname, '../fixtures/agents');
+
+/** Writes `{ "agents": [...] }` to `dir/name` (for `--agents`); returns its path. */
+export function writeAgentsFile(dir: string, agents: unknown[], name = 'agents.json'): string {
+  const file = join(dir, name);
+  writeFileSync(file, `${JSON.stringify({ agents }, null, 2)}\n`);
+  return file;
+}
+
+/**
+ * Polls `get` until `ok` accepts its value or the deadline passes; returns that value. The timeout
+ * error names `what` and shows the last value (or the last error).
+ */
+export async function until<T>(
+  get: () => Promise<T> | T,
+  ok: (value: T) => boolean,
+  timeoutMs: number,
+  what: string,
+  stepMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: { value: T } | undefined;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const value = await get();
+      last = { value };
+      if (ok(value)) return value;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  const seen =
+    last !== undefined
+      ? `; last value: ${JSON.stringify(last.value)?.slice(0, 1500)}`
+      : lastErr
+        ? `: ${(lastErr as Error).message}`
+        : '';
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${seen}`);
+}
+
+/**
+ * Whether a process has ended: its pid is free (ESRCH), or it is a zombie, dead and only waiting
+ * for a parent to reap it. An agent orphaned by a SIGKILLed node is re-parented to init, and an
+ * init that does not reap (as in some containers) leaves such zombies about for good.
+ */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  try {
+    // The state is the field after the parenthesised command name.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * A safety net for tests that kill nodes: SIGKILLs the process group led by `pid` if that process
+ * still runs and carries `dataDir` in its environment as the node marks its agents (so a recycled
+ * pid is never touched). Returns whether it signalled.
+ */
+export function killAgentGroup(pid: number, dataDir: string): boolean {
+  if (processGone(pid)) return false;
+  try {
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    if (!env.includes(`AGENTMESH_DATA_DIR=${resolve(dataDir)}`)) return false;
+    process.kill(-pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false; // gone meanwhile, or not ours to read
+  }
+}
+
+/**
+ * Kills (see killAgentGroup) every process group a node recorded in `<dataDir>/agent-processes.log`
+ * as live. Returns the pids signalled.
+ */
+export function killRecordedAgents(dataDir: string): number[] {
+  let text: string;
+  try {
+    text = readFileSync(join(dataDir, 'agent-processes.log'), 'utf8');
+  } catch {
+    return [];
+  }
+  const live = new Set<number>();
+  for (const line of text.split('\n')) {
+    const pid = Number(line.slice(1));
+    if (!Number.isSafeInteger(pid) || pid <= 1) continue;
+    if (line.startsWith('+')) live.add(pid);
+    else if (line.startsWith('-')) live.delete(pid);
+  }
+  return [...live].filter((pid) => killAgentGroup(pid, dataDir));
+}
+
+/**
+ * Ends the nodes of a test: each stops cleanly (SIGTERM: it stops its agents first), any agent
+ * process group still recorded in their data directories is killed, then each is disposed (last
+ * started first, so a restarted node's shared directory is deleted once, by its owner).
+ */
+export async function shutdownNodes(nodes: MeshProcess[]): Promise<void> {
+  await Promise.all(nodes.map((n) => n.stop()));
+  for (const dir of new Set(nodes.map((n) => n.dataDir))) killRecordedAgents(dir);
+  for (const n of [...nodes].reverse()) await n.dispose();
+}
+
+/** One event of `GET /v1/events`, as JSON. */
+export interface MeshEventJson<V = Record<string, unknown>> {
+  kind: 'agent' | 'task' | 'node';
+  id: string;
+  value: V;
+  origin: string | null;
+  local: boolean;
+  at: number;
+}
+
+/** A node's `/v1/events` stream, read in the background; every event is kept in order. */
+export class EventStream {
+  readonly events: MeshEventJson[] = [];
+  private readonly abort = new AbortController();
+  private wake = new Set<() => void>();
+
+  private constructor(readonly node: MeshProcess) {}
+
+  /** Opens the stream; resolves once the node has subscribed it (the response headers arrived). */
+  static async open(node: MeshProcess, kinds: Array<MeshEventJson['kind']> = []): Promise<EventStream> {
+    const s = new EventStream(node);
+    const query = kinds.length > 0 ? `?kind=${kinds.join(',')}` : '';
+    const res = await fetch(`${node.api}/v1/events${query}`, { signal: s.abort.signal });
+    if (res.status !== 200 || res.body === null) throw new Error(`GET /v1/events: ${res.status}`);
+    void s.pump(res.body);
+    return s;
+  }
+
+  private async pump(body: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of body) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) !== -1) {
+          const frame = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = frame
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .map((l) => l.slice(6))
+            .join('\n');
+          if (data.length === 0) continue; // a comment (keep-alive)
+          this.events.push(JSON.parse(data) as MeshEventJson);
+          const wake = this.wake;
+          this.wake = new Set();
+          for (const w of wake) w();
+        }
+      }
+    } catch {
+      // Closed by us, or the node went away.
+    }
+  }
+
+  /** The first event (from index `from` on) that `match` accepts, waiting for it if need be. */
+  async waitFor(
+    match: (e: MeshEventJson) => boolean,
+    timeoutMs: number,
+    what: string,
+    from = 0,
+  ): Promise<MeshEventJson> {
+    const deadline = Date.now() + timeoutMs;
+    for (let i = from; ;) {
+      for (; i < this.events.length; i++)
+        if (match(this.events[i] as MeshEventJson)) return this.events[i] as MeshEventJson;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const recent = this.events.slice(-5).map((e) => `${e.kind} ${e.id} ${JSON.stringify(e.value).slice(0, 200)}`);
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for ${what} on ${this.node.options.name ?? this.node.api}; ` +
+            `${this.events.length} events, the last: ${recent.join(' | ')}`,
+        );
+      }
+      await new Promise<void>((res) => {
+        const timer = setTimeout(res, left);
+        this.wake.add(() => {
+          clearTimeout(timer);
+          res();
+        });
+      });
+    }
+  }
+
+  close(): void {
+    this.abort.abort();
+  }
 }
