@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { httpApi } from '../src/api/service.js';
 import { encode } from '../src/codec/index.js';
 import { createHost, type MeshHost } from '../src/net/index.js';
 import { MeshNode } from '../src/node/mesh-node.js';
@@ -326,7 +327,7 @@ async function catchUp(n: number): Promise<Row[]> {
     const node = await MeshNode.start({
       dataDir: dir,
       listen: ['/ip4/127.0.0.1/tcp/0'],
-      api: { host: '127.0.0.1', port: 0 },
+      services: [httpApi({ host: '127.0.0.1', port: 0 })],
     });
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -344,7 +345,7 @@ async function catchUp(n: number): Promise<Row[]> {
       const again = await MeshNode.start({
         dataDir: dir,
         listen: ['/ip4/127.0.0.1/tcp/0'],
-        api: { host: '127.0.0.1', port: 0 },
+        services: [httpApi({ host: '127.0.0.1', port: 0 })],
       });
       again.replica.merkle();
       inProcess.push(performance.now() - t0);
