@@ -16,9 +16,16 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
 interface Config {
-  mode: 'api' | 'direct-stdio' | 'direct-exec' | 'direct-mcp';
+  mode: 'api' | 'direct-stdio' | 'direct-exec' | 'direct-mcp' | 'bullmq';
   count: number;
   inFlight: number;
+  /** Open loop: start tasks at this rate (per second) instead of keeping `inFlight` busy. */
+  rate?: number;
+  /** api: task ids start with this (several clients in one run). */
+  prefix?: string;
+  /** bullmq: redis port and queue name. */
+  redisPort?: number;
+  queue?: string;
   api?: string;
   agent?: string;
   capability?: string;
@@ -39,9 +46,26 @@ const task = (i: number) => ({
   deadline: null,
 });
 
-/** Runs `count` jobs, `inFlight` at a time; returns each job's latency (ms) and the wall time. */
+/**
+ * Runs `count` jobs, `inFlight` at a time (or, with `rate`, one started every 1/rate s whatever
+ * is still running: an open loop, so that a slow system cannot slow the offered load down);
+ * returns each job's latency (ms) and the wall time.
+ */
 async function drive(run: (i: number) => Promise<void>): Promise<{ latencies: number[]; wallMs: number }> {
   const latencies: number[] = [];
+  if (cfg.rate !== undefined) {
+    const t0 = performance.now();
+    const all: Promise<void>[] = [];
+    for (let i = 0; i < cfg.count; i++) {
+      const due = t0 + (i * 1000) / cfg.rate;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const s = performance.now();
+      all.push(run(i).then(() => void latencies.push(performance.now() - s)));
+    }
+    await Promise.all(all);
+    return { latencies, wallMs: performance.now() - t0 };
+  }
   let next = 0;
   const t0 = performance.now();
   const worker = async (): Promise<void> => {
@@ -74,7 +98,9 @@ async function viaApi(): Promise<{ latencies: number[]; wallMs: number }> {
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (!line.startsWith('data: ')) continue;
+        if (line.startsWith('event: error')) throw new Error('the node dropped this event stream (too slow)');
+        // Only final states matter: skip the JSON parse of every other event (most of them).
+        if (!line.startsWith('data: ') || !/"status":"(COMPLETED|FAILED|CANCELLED)"/.test(line)) continue;
         const ev = JSON.parse(line.slice(6)) as { id: string; value: { status: string } };
         const s = ev.value.status;
         if (s === 'COMPLETED' || s === 'FAILED' || s === 'CANCELLED') waiting.get(ev.id)?.(s);
@@ -95,7 +121,8 @@ async function viaApi(): Promise<{ latencies: number[]; wallMs: number }> {
     const t = task(i);
     const done = new Promise<string>((resolve) => waiting.set(t.id, resolve));
     await call('POST', '/v1/tasks', { id: t.id, type: t.type, payload: t.payload, capabilities: t.capabilities });
-    await call('PATCH', `/v1/tasks/${t.id}`, { status: 'ASSIGNED', assignee: cfg.agent });
+    // Without an agent the mesh schedules it (capabilities); with one, it is assigned by hand.
+    if (cfg.agent !== undefined) await call('PATCH', `/v1/tasks/${t.id}`, { status: 'ASSIGNED', assignee: cfg.agent });
     const status = await done;
     waiting.delete(t.id);
     if (status !== 'COMPLETED') failed.push(`${t.id}: ${status}`);
@@ -168,7 +195,35 @@ async function directMcp(): Promise<{ latencies: number[]; wallMs: number }> {
   return out;
 }
 
-const run = { api: viaApi, 'direct-stdio': directStdio, 'direct-exec': directExec, 'direct-mcp': directMcp }[cfg.mode];
+/** The brokered baseline: BullMQ jobs through one redis-server, completion seen by QueueEvents. */
+async function viaBullmq(): Promise<{ latencies: number[]; wallMs: number }> {
+  const { Queue, QueueEvents } = await import('bullmq');
+  const connection = { host: '127.0.0.1', port: cfg.redisPort as number };
+  // The events stream must hold every job's events until QueueEvents reads them (default 10k).
+  const queue = new Queue(cfg.queue as string, { connection, streams: { events: { maxLen: 1_000_000 } } });
+  const events = new QueueEvents(cfg.queue as string, { connection });
+  await events.waitUntilReady();
+  const waiting = new Map<string, () => void>();
+  events.on('completed', ({ jobId }) => waiting.get(jobId)?.());
+  const out = await drive(async (i) => {
+    const t = task(i);
+    const done = new Promise<void>((resolve) => waiting.set(t.id, resolve));
+    await queue.add('bench', t.payload, { jobId: t.id, removeOnComplete: true, removeOnFail: true });
+    await done;
+    waiting.delete(t.id);
+  });
+  await events.close();
+  await queue.close();
+  return out;
+}
+
+const run = {
+  api: viaApi,
+  'direct-stdio': directStdio,
+  'direct-exec': directExec,
+  'direct-mcp': directMcp,
+  bullmq: viaBullmq,
+}[cfg.mode];
 const result = await run();
 // Exit once the (large) line is flushed: the pipe to the harness is asynchronous.
 process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));

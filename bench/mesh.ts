@@ -14,6 +14,7 @@ import { meshSchemaFor } from '../src/node/schemas.js';
 import { Replica } from '../src/replica/index.js';
 import { DeltaLog, type StrategyChoice, SyncProtocol } from '../src/sync/index.js';
 import { taskSchema } from '../src/tasks/task-schema.js';
+import { initialRun, SPEC_DEFAULTS } from '../src/tasks/tasks.js';
 import { MeshProcess, startMesh, waitFor } from '../test/helpers/mesh-process.js';
 import { median, percentile, round, type Row } from './util.js';
 
@@ -201,6 +202,8 @@ function makeBase(n: number): { base: Array<[string, Uint8Array]>; gen: Replica 
             maxRetries: 3,
             parent: null,
             dependencies: [],
+            ...SPEC_DEFAULTS,
+            retry: { ...SPEC_DEFAULTS.retry },
             creator: w,
             createdAt: 1_763_700_000_000 + i,
             createdTs: t,
@@ -208,8 +211,7 @@ function makeBase(n: number): { base: Array<[string, Uint8Array]>; gen: Replica 
           t,
           w,
         ),
-        status: s.status.set({ status: 'PENDING', attempt: 1, assignee: null }, t, w),
-        updatedAt: s.updatedAt.set(1_763_700_000_000 + i, t, w),
+        run: s.run.set(initialRun(1_763_700_000_000 + i), t, w),
       });
     });
   }
@@ -289,8 +291,14 @@ async function reconcileOnce(
   const logA = new DeltaLog(50_000);
   for (let i = 0; i < d; i++) {
     const key = (base[i * step] as [string, Uint8Array])[0];
-    const delta = a.mutate(key, () =>
-      taskSchema.delta({ progress: taskSchema.fields.progress.set(50, a.clock.now(), a.nodeId) }),
+    const delta = a.mutate(key, (cur) =>
+      taskSchema.delta({
+        run: taskSchema.fields.run.set(
+          { ...(taskSchema.get(cur, 'run')?.v ?? initialRun(0)), progress: 50 },
+          a.clock.now(),
+          a.nodeId,
+        ),
+      }),
     );
     logA.add(delta.origin, delta.seq, a.deltaToWire(delta));
     lowerBound += a.encodeRecord(key).length;

@@ -20,6 +20,7 @@ const suites: Record<string, Array<[string, () => Promise<Suite>]>> = {
   mesh: [['mesh', async () => (await import('./mesh.js')).benchMesh]],
   net: [['net', async () => (await import('./net-latency.js')).benchNet as Suite]],
   exec: [['exec', async () => (await import('./exec.js')).benchExec]],
+  sched: [['sched', async () => (await import('./sched.js')).benchSched]],
 };
 
 async function main(): Promise<void> {

@@ -66,7 +66,7 @@ export interface TaskContext {
   log(message: string, level?: LogLevel): void;
   /**
    * Asks the node to run `capability` on the task's behalf and resolves with its result, or
-   * rejects with an `AgentError` carrying the node's code (today `TOOL_CALLS_UNSUPPORTED`).
+   * rejects with an `AgentError` carrying the node's code (`RECURSIVE_CALL`, the child task's error code...).
    * Aborting `options.signal` or the task's signal rejects the wait; a late `tool_result` is
    * ignored. The node is not told (the protocol has no message for it).
    */

@@ -20,6 +20,15 @@ import { AgentSupervisor, type Execution } from './supervisor.js';
 
 export const AGENT_HOST_SERVICE = 'agent-host';
 export const DEFAULT_MAX_AGENTS = 64;
+export const DEFAULT_LEASE_MS = 5000;
+
+/** A tool call an agent makes on behalf of a task it runs. */
+export interface ToolCall {
+  task: string;
+  capability: string;
+  payload: unknown;
+  signal: AbortSignal;
+}
 /** Liveness is written at once on a state change, load changes at most this often. */
 const LOAD_WRITE_INTERVAL_MS = 250;
 
@@ -50,6 +59,8 @@ export interface AgentControl {
 export interface AgentHostOptions {
   agents: AgentDefinition[];
   maxAgents?: number;
+  /** The lease a running task holds, renewed every third of it (ms). Default 5000. */
+  leaseMs?: number;
   /** How often each agent's liveness is written when nothing changed (ms). Default 5000. */
   heartbeatMs?: number;
 }
@@ -94,7 +105,7 @@ interface HostCounters extends DriverCounters {
 export class AgentHost implements Service, AgentControl {
   readonly name = AGENT_HOST_SERVICE;
   private readonly sups = new Map<string, AgentSupervisor>();
-  /** Per agent: task id -> the attempt it was assigned in, waiting for a free slot. */
+  /** Per agent: task id -> the epoch this node holds it at, waiting for a free slot. */
   private readonly queues = new Map<string, Map<string, number>>();
   private readonly records: ProcessRecords;
   private readonly log: Logger;
@@ -117,8 +128,16 @@ export class AgentHost implements Service, AgentControl {
   };
   private readonly liveness = new Map<string, { timer?: NodeJS.Timeout; writing?: Promise<void>; again: boolean }>();
   private offChange: (() => void) | undefined;
+  private scheduler:
+    | {
+        mayStart(t: TaskView, signal: AbortSignal): Promise<boolean>;
+        slotsFreed(): void;
+        toolCall(call: ToolCall): Promise<unknown>;
+      }
+    | undefined;
   private beat: NodeJS.Timeout | undefined;
   private stopped = false;
+  private closed = false;
 
   constructor(
     private readonly deps: HostDeps,
@@ -187,8 +206,11 @@ export class AgentHost implements Service, AgentControl {
     if (this.beat) clearInterval(this.beat);
     await Promise.all([...this.sups.values()].map((s) => s.stop()));
     // The last liveness writes (TERMINATED) go out before the store closes.
+    for (const l of this.liveness.values()) if (l.timer !== undefined) clearTimeout(l.timer);
     for (const sup of this.sups.values()) this.writeLiveness(sup);
     await Promise.all([...this.liveness.values()].map((l) => l.writing));
+    // Nothing writes after this: the store closes right after the services stop.
+    this.closed = true;
   }
 
   counters(): Record<string, number> {
@@ -294,7 +316,7 @@ export class AgentHost implements Service, AgentControl {
       },
     };
     if (def.mode === 'exec') return execDriver(deps);
-    if (def.mode === 'stdio') return stdioDriver(deps);
+    if (def.mode === 'stdio') return stdioDriver(deps, (call) => this.toolCall(call.task, call.capability, call.payload));
     return mcpDriver(deps);
   }
 
@@ -348,6 +370,7 @@ export class AgentHost implements Service, AgentControl {
   // --- registry writes --------------------------------------------------------------------------
 
   private markChanged(sup: AgentSupervisor, urgent: boolean): void {
+    if (this.stopped) return;
     const l = this.liveness.get(sup.id) ?? { again: false };
     this.liveness.set(sup.id, l);
     if (l.timer !== undefined) {
@@ -365,6 +388,7 @@ export class AgentHost implements Service, AgentControl {
 
   /** Writes the agent's liveness; one write per agent in flight, the latest state wins. */
   private writeLiveness(sup: AgentSupervisor): void {
+    if (this.closed) return;
     const l = this.liveness.get(sup.id) ?? { again: false };
     this.liveness.set(sup.id, l);
     if (l.writing !== undefined) {
@@ -412,20 +436,19 @@ export class AgentHost implements Service, AgentControl {
 
   // --- task execution ---------------------------------------------------------------------------
 
-  /** Tasks assigned to our agents before this start: queue them; fail what a previous run left running. */
+  /**
+   * Tasks this node held before this start: those a previous run of it left IN_PROGRESS fail as
+   * INTERRUPTED (retryable, so they go back to the pool while attempts remain); those it had
+   * claimed and not started are queued like any new claim.
+   */
   private async recoverTasks(): Promise<void> {
-    for (const t of this.deps.tasks.list()) {
+    for (const t of this.deps.tasks.list({ node: this.deps.nodeId })) {
       if (t.assignee === null || !this.sups.has(t.assignee)) continue;
       if (t.status === 'IN_PROGRESS') {
         this.stats.tasksInterrupted++;
+        const error = this.errorJson(new ExecutionError('INTERRUPTED', 'the node restarted while the task ran', true), t.assignee);
         await this.deps.tasks
-          .transition(t.id, {
-            status: 'FAILED',
-            error: this.errorJson(
-              new ExecutionError('INTERRUPTED', 'the node restarted while the task ran', true),
-              t.assignee,
-            ),
-          })
+          .finish(t.id, t.epoch, { ok: false, error, retryable: true })
           .catch((err: unknown) => this.log.debug({ err, task: t.id }, 'cannot fail interrupted task'));
       } else if (t.status === 'ASSIGNED') {
         this.onTask(t);
@@ -433,28 +456,80 @@ export class AgentHost implements Service, AgentControl {
     }
   }
 
+  /** Whether this node holds `t` for one of its agents at its current epoch, not yet final. */
+  private heldHere(t: TaskView): boolean {
+    return t.node === this.deps.nodeId && t.assignee !== null && (t.status === 'ASSIGNED' || t.status === 'IN_PROGRESS');
+  }
+
   private onTask(t: TaskView): void {
     if (this.stopped) return;
-    // A running execution whose task moved on (cancelled, reassigned, a new attempt) stops now.
+    // A running execution whose task moved on (cancelled, taken over at a later epoch, ended by
+    // someone else, a deadline) stops now.
     for (const sup of this.sups.values()) {
       const exec = sup.running.get(t.id);
       if (exec === undefined) continue;
-      const still =
-        t.assignee === sup.id && t.attempt === exec.attempt && (t.status === 'ASSIGNED' || t.status === 'IN_PROGRESS');
-      if (!still) {
+      if (!(this.heldHere(t) && t.assignee === sup.id && t.epoch === exec.attempt)) {
         const why =
-          t.status === 'CANCELLED' ? 'the task was cancelled' : `the task is now ${t.status}, attempt ${t.attempt}`;
+          t.status === 'CANCELLED'
+            ? 'the task was cancelled'
+            : `the task is now ${t.status} at epoch ${t.epoch}${t.node ? ` held by ${t.node}` : ''}`;
         exec.controller.abort(new ExecutionError('CANCELLED', why, false));
       }
     }
     for (const [agentId, queue] of this.queues) {
-      if (queue.has(t.id) && !(t.status === 'ASSIGNED' && t.assignee === agentId)) queue.delete(t.id);
+      const epoch = queue.get(t.id);
+      if (epoch !== undefined && !(t.status === 'ASSIGNED' && t.assignee === agentId && t.epoch === epoch && t.node === this.deps.nodeId)) {
+        queue.delete(t.id);
+      }
     }
-    if (t.status !== 'ASSIGNED' || t.assignee === null) return;
-    const sup = this.sups.get(t.assignee);
+    if (t.status !== 'ASSIGNED' || !this.heldHere(t)) return;
+    const sup = this.sups.get(t.assignee as string);
     if (sup === undefined || sup.running.has(t.id)) return;
-    this.queues.get(sup.id)?.set(t.id, t.attempt);
+    this.queues.get(sup.id)?.set(t.id, t.epoch);
     this.dispatch(sup);
+  }
+
+  /** An agent's tool call, served by the scheduler (a child task); cancelled with the caller. */
+  private toolCall(task: string, capability: string, payload: unknown): Promise<unknown> {
+    if (this.scheduler === undefined) {
+      return Promise.reject(new ExecutionError('TOOL_CALLS_UNSUPPORTED', 'this node runs no scheduler', false));
+    }
+    let signal: AbortSignal | undefined;
+    for (const sup of this.sups.values()) signal ??= sup.running.get(task)?.controller.signal;
+    if (signal === undefined) return Promise.reject(new ExecutionError('UNKNOWN_TASK', `task ${task} is not running here`, false));
+    return this.scheduler.toolCall({ task, capability, payload, signal });
+  }
+
+  // --- what the scheduler sees ------------------------------------------------------------------
+
+  /** The agents that take tasks now, with their free slots (queued claims counted). */
+  available(): Array<{ id: string; capabilities: ReadonlySet<string>; free: number }> {
+    const out = [];
+    for (const sup of this.sups.values()) {
+      if (sup.state !== 'RUNNING') continue;
+      const free = sup.def.concurrency - sup.running.size - (this.queues.get(sup.id)?.size ?? 0);
+      out.push({ id: sup.id, capabilities: new Set(sup.capabilities), free });
+    }
+    return out;
+  }
+
+  /** Whether a task is queued or running here. */
+  runs(taskId: string): boolean {
+    for (const sup of this.sups.values()) if (sup.running.has(taskId)) return true;
+    for (const q of this.queues.values()) if (q.has(taskId)) return true;
+    return false;
+  }
+
+  /**
+   * How the scheduler plugs in: a gate the host passes before it starts a claimed task (the
+   * settle delay, say), a call when slots free up, and the service behind agents' tool calls.
+   */
+  attachScheduler(s: {
+    mayStart(t: TaskView, signal: AbortSignal): Promise<boolean>;
+    slotsFreed(): void;
+    toolCall(call: ToolCall): Promise<unknown>;
+  }): void {
+    this.scheduler = s;
   }
 
   /** Starts queued tasks while the agent has free slots: priority first, then the oldest. */
@@ -462,9 +537,9 @@ export class AgentHost implements Service, AgentControl {
     const queue = this.queues.get(sup.id);
     while (!this.stopped && sup.accepting && queue !== undefined && queue.size > 0) {
       let best: TaskView | undefined;
-      for (const [id, attempt] of queue) {
+      for (const [id, epoch] of queue) {
         const t = this.deps.tasks.get(id);
-        if (t === undefined || t.status !== 'ASSIGNED' || t.assignee !== sup.id || t.attempt !== attempt) {
+        if (t === undefined || t.status !== 'ASSIGNED' || t.assignee !== sup.id || t.epoch !== epoch || !this.heldHere(t)) {
           queue.delete(id);
           continue;
         }
@@ -484,13 +559,15 @@ export class AgentHost implements Service, AgentControl {
 
   private execute(sup: AgentSupervisor, t: TaskView): void {
     const controller = new AbortController();
-    const exec: Execution = { taskId: t.id, attempt: t.attempt, controller, done: Promise.resolve() };
+    // `attempt` holds the epoch: what fences this execution's writes.
+    const exec: Execution = { taskId: t.id, attempt: t.epoch, controller, done: Promise.resolve() };
     sup.running.set(t.id, exec);
     this.markChanged(sup, false);
     exec.done = this.run(sup, t, controller).finally(() => {
       sup.running.delete(t.id);
       this.markChanged(sup, false);
       this.dispatch(sup);
+      this.scheduler?.slotsFreed();
     });
   }
 
@@ -500,6 +577,7 @@ export class AgentHost implements Service, AgentControl {
 
   private async run(sup: AgentSupervisor, t: TaskView, controller: AbortController): Promise<void> {
     const tasks = this.deps.tasks;
+    const epoch = t.epoch;
     const input: AgentTaskInput = {
       id: t.id,
       type: t.type,
@@ -510,6 +588,8 @@ export class AgentHost implements Service, AgentControl {
       deadline: t.deadline,
     };
     const info = { agent: this.agentInfo(sup), task: input };
+    if (this.scheduler !== undefined && !(await this.scheduler.mayStart(t, controller.signal))) return;
+    if (controller.signal.aborted) return;
     const veto = await this.hook(sup, 'pre_task', { event: 'pre_task', ...info }).catch((err: unknown) => ({
       code: -1,
       reason: (err as Error).message,
@@ -518,29 +598,44 @@ export class AgentHost implements Service, AgentControl {
       this.stats.hookVetoes++;
       const reason = veto.reason || `pre_task hook exited with ${veto.code}`;
       this.log.info({ agent: sup.id, task: t.id, reason }, 'pre_task hook refused the task');
+      const error = this.errorJson(new ExecutionError('REFUSED', reason, true, { hookExitCode: veto.code }), sup.id);
       await tasks
-        .transition(t.id, {
-          status: 'FAILED',
-          error: this.errorJson(new ExecutionError('REFUSED', reason, true, { hookExitCode: veto.code }), sup.id),
-        })
+        .finish(t.id, epoch, { ok: false, error, retryable: true })
         .catch((err: unknown) => this.log.debug({ err, task: t.id }, 'cannot record refusal'));
       return;
     }
     if (controller.signal.aborted) return;
+    const leaseMs = this.options.leaseMs ?? DEFAULT_LEASE_MS;
     try {
-      await tasks.transition(t.id, { status: 'IN_PROGRESS', progress: 0 });
+      await tasks.start(t.id, epoch, Date.now() + leaseMs);
     } catch (err) {
-      // Cancelled or reassigned in the meantime: nothing to run.
+      // Cancelled, taken over or ended in the meantime: nothing to run.
       this.log.debug({ err, task: t.id }, 'task changed before it started');
       return;
     }
     this.stats.tasksStarted++;
     const started = Date.now();
-    const reporter = new TaskReporter(tasks, t.id, this.log);
-    const timeout = setTimeout(
-      () => controller.abort(new ExecutionError('TIMEOUT', `the task ran longer than ${sup.def.timeoutMs} ms`, true)),
-      sup.def.timeoutMs,
-    );
+    const reporter = new TaskReporter(tasks, t.id, epoch, this.log);
+    const timeoutMs = t.timeoutMs ?? sup.def.timeoutMs;
+    const timers = [
+      setTimeout(
+        () => controller.abort(new ExecutionError('TIMEOUT', `the attempt ran longer than ${timeoutMs} ms`, true)),
+        timeoutMs,
+      ),
+      setInterval(() => {
+        tasks.renew(t.id, epoch, Date.now() + leaseMs).catch((err: unknown) => {
+          this.log.debug({ err, task: t.id }, 'lease renewal refused');
+        });
+      }, Math.max(100, Math.floor(leaseMs / 3))),
+    ];
+    if (t.deadline !== null) {
+      timers.push(
+        setTimeout(
+          () => controller.abort(new ExecutionError('DEADLINE_EXCEEDED', 'the task passed its deadline', false)),
+          Math.max(0, t.deadline - Date.now()),
+        ),
+      );
+    }
     let outcome: { ok: true; result: unknown } | { ok: false; error: ExecutionError };
     try {
       const result = await sup.driver.run(input, {
@@ -552,26 +647,21 @@ export class AgentHost implements Service, AgentControl {
     } catch (err) {
       outcome = { ok: false, error: toExecutionError(err) };
     } finally {
-      clearTimeout(timeout);
+      for (const x of timers) clearTimeout(x);
     }
     await reporter.close();
     const durationMs = Date.now() - started;
+    const log = reporter.logLines;
     if (outcome.ok) {
       try {
-        await tasks.transition(t.id, { status: 'COMPLETED', result: outcome.result, log: reporter.logLines });
+        await tasks.finish(t.id, epoch, { ok: true, result: outcome.result, log });
         this.stats.tasksCompleted++;
         this.recordExecution(sup, 'success');
-        void this.hook(sup, 'post_task', {
-          event: 'post_task',
-          ...info,
-          outcome: 'success',
-          result: outcome.result,
-          durationMs,
-        });
+        void this.hook(sup, 'post_task', { event: 'post_task', ...info, outcome: 'success', result: outcome.result, durationMs });
         return;
       } catch (err) {
         if (!(isTaskError(err) && err.code === 'TOO_LARGE')) {
-          this.log.debug({ err, task: t.id }, 'result not recorded (the task changed meanwhile)');
+          this.log.debug({ err, task: t.id }, 'result not recorded (the task moved on meanwhile)');
           return;
         }
         this.stats.oversized++;
@@ -586,19 +676,20 @@ export class AgentHost implements Service, AgentControl {
     if (e.code === 'TIMEOUT') this.stats.tasksTimedOut++;
     if (e.code === 'INTERRUPTED') this.stats.tasksInterrupted++;
     this.stats.tasksFailed++;
+    const error = this.errorJson(e, sup.id);
     try {
-      await tasks.transition(t.id, { status: 'FAILED', error: this.errorJson(e, sup.id), log: reporter.logLines });
+      await tasks.finish(t.id, epoch, { ok: false, error, retryable: e.retryable, log });
     } catch (err) {
-      this.log.debug({ err, task: t.id }, 'failure not recorded (the task changed meanwhile)');
+      this.log.debug({ err, task: t.id }, 'failure not recorded (the task moved on meanwhile)');
       return;
     }
     this.recordExecution(sup, 'failure');
-    const error = this.errorJson(e, sup.id);
     void this.hook(sup, 'on_error', { event: 'on_error', ...info, error, durationMs });
     void this.hook(sup, 'post_task', { event: 'post_task', ...info, outcome: 'failure', error, durationMs });
   }
 
   private recordExecution(sup: AgentSupervisor, outcome: 'success' | 'failure'): void {
+    if (this.closed) return;
     this.deps.agents
       .recordExecution(sup.id, outcome)
       .catch((err: unknown) => this.log.debug({ err, agent: sup.id }, 'execution count refused'));

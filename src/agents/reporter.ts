@@ -20,6 +20,7 @@ export class TaskReporter {
   constructor(
     private readonly tasks: TaskBoard,
     private readonly taskId: string,
+    private readonly epoch: number,
     private readonly log: Logger,
   ) {}
 

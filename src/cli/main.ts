@@ -29,6 +29,8 @@ interface StartFlags {
   agents?: string;
   maxAgents?: number;
   agentHeartbeatMs?: number;
+  leaseMs?: number;
+  claimGraceMs?: number;
 }
 
 function parseHostPort(v: string): { host: string; port: number } {
@@ -64,6 +66,8 @@ function nodeOptions(cmd: Command): Command {
     .option('--token <token>', 'bearer token for the HTTP API (required off loopback)', process.env.MESH_API_TOKEN)
     .option('--agents <file>', 'agents this node runs (JSON or YAML: { "agents": [ ... ] })')
     .option('--max-agents <n>', 'most agents this node hosts', positiveInt)
+    .option('--lease-ms <ms>', "a claim's lease: a dead holder's tasks run elsewhere after it", positiveInt)
+    .addOption(new Option('--claim-grace-ms <ms>', 'wait per place in the rendezvous order').argParser(positiveInt).hideHelp())
     .addOption(new Option('--agent-heartbeat-ms <ms>', 'agent liveness interval').argParser(positiveInt).hideHelp())
     .addOption(new Option('--faults', 'enable the test-only fault switch').hideHelp())
     .addOption(new Option('--heartbeat-ms <ms>', 'node heartbeat interval').argParser(positiveInt).hideHelp())
@@ -95,6 +99,8 @@ async function runNode(flags: StartFlags, join: string[]): Promise<number> {
     ...(flags.listen ? { listen: flags.listen } : {}),
     ...(flags.name ? { name: flags.name } : {}),
     ...(flags.maxAgents ? { maxAgents: flags.maxAgents } : {}),
+    ...(flags.leaseMs ? { leaseMs: flags.leaseMs } : {}),
+    ...(flags.claimGraceMs ? { claimGraceMs: flags.claimGraceMs } : {}),
     ...(flags.agentHeartbeatMs ? { agentHeartbeatMs: flags.agentHeartbeatMs } : {}),
     ...(flags.heartbeatMs ? { heartbeatMs: flags.heartbeatMs } : {}),
     ...(flags.syncStrategy ? { syncStrategy: flags.syncStrategy } : {}),

@@ -18,23 +18,23 @@ export type RegisterState<V> = Register<V> | undefined;
 export type RegisterWire = [unknown, number, string] | null;
 
 /**
- * A state-lattice register: the value with the higher `rank` wins whatever the clocks say (a
- * COMPLETED task never regresses to IN_PROGRESS); equal ranks fall back to last-writer-wins on
- * (timestamp, writer), and a deterministic order of the values as a final tie-break. The order
- * is total, so merge (taking the maximum) is a join.
+ * A register ordered by `order` on the values first: the value that `order` ranks higher wins
+ * whatever the clocks say; values it ranks equal fall back to last-writer-wins on (timestamp,
+ * writer), and a deterministic order of the values as a final tie-break. `order` must be a total
+ * preorder (consistent, transitive); then the whole order is total, so merge (taking the
+ * maximum) is a join.
  */
-export function latticeRegister<V>(
+export function orderedRegister<V>(
   kind: string,
-  rank: (v: V) => number,
+  order: (a: V, b: V) => number,
   validate: (v: unknown) => v is V,
 ): CrdtType<RegisterState<V>, V | undefined> & {
   set(value: V, t: Timestamp, writer: string): Register<V>;
   compare(a: Register<V>, b: Register<V>): number;
 } {
   const compare = (a: Register<V>, b: Register<V>): number => {
-    const ra = rank(a.v);
-    const rb = rank(b.v);
-    if (ra !== rb) return ra - rb;
+    const o = order(a.v, b.v);
+    if (o !== 0) return o;
     if (a.t !== b.t) return a.t - b.t;
     if (a.w !== b.w) return a.w < b.w ? -1 : 1;
     return compareValues(a.v, b.v);
@@ -74,6 +74,19 @@ export function latticeRegister<V>(
       return { v, t, w: writer };
     },
   };
+}
+
+/**
+ * A state-lattice register: the value with the higher `rank` wins whatever the clocks say (a
+ * COMPLETED task never regresses to IN_PROGRESS); equal ranks fall back to last-writer-wins on
+ * (timestamp, writer), and a deterministic order of the values as a final tie-break.
+ */
+export function latticeRegister<V>(
+  kind: string,
+  rank: (v: V) => number,
+  validate: (v: unknown) => v is V,
+): ReturnType<typeof orderedRegister<V>> {
+  return orderedRegister<V>(kind, (a, b) => rank(a) - rank(b), validate);
 }
 
 const anyValue = (v: unknown): v is unknown => v !== undefined;

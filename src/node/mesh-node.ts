@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
+import { scheduler as taskScheduler } from '../scheduler/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
 import { MembershipView } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
@@ -13,7 +14,7 @@ import { Emitter } from '../util/emitter.js';
 import { VERSION } from '../util/version.js';
 import { type Logger, logger } from '../util/log.js';
 import { DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
-import { meshPolicy, meshSchemaFor } from './schemas.js';
+import { meshFenced, meshPolicy, meshSchemaFor } from './schemas.js';
 import type { NodeComponents, Service, ServiceFactory } from './service.js';
 import type { CounterSnapshot, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
 
@@ -158,6 +159,7 @@ export class MeshNode implements NodeInfo {
       nodeId,
       schemaFor: meshSchemaFor,
       policy: meshPolicy,
+      fenced: meshFenced,
       clock: new HybridClock({ maxDriftMs: o.maxClockDriftMs ?? 60_000 }),
     });
     this._replica = replica;
@@ -225,7 +227,8 @@ export class MeshNode implements NodeInfo {
 
     const mutate = this.mutate.bind(this);
     this._agents = new AgentRegistry({ replica, mutate });
-    this._tasks = new TaskBoard({ replica, mutate });
+    const agents = this._agents;
+    this._tasks = new TaskBoard({ replica, mutate, ownerOf: (id) => agents.get(id)?.owner });
 
     const offChange = replica.events.on('change', (e) =>
       this.onChange(e.key, e.state, e.incoming, e.origin ?? null, e.local),
@@ -240,6 +243,11 @@ export class MeshNode implements NodeInfo {
         agents: o.agents ?? [],
         ...(o.maxAgents !== undefined ? { maxAgents: o.maxAgents } : {}),
         ...(o.agentHeartbeatMs !== undefined ? { heartbeatMs: o.agentHeartbeatMs } : {}),
+        ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
+      }),
+      taskScheduler({
+        ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
+        ...(o.claimGraceMs !== undefined ? { graceMs: o.claimGraceMs } : {}),
       }),
       ...(o.services ?? []),
     ];
@@ -262,6 +270,7 @@ export class MeshNode implements NodeInfo {
     return {
       nodeId: this.id,
       dataDir: this.options.dataDir,
+      meshName: this.options.meshName ?? 'default',
       replica: this.replica,
       host: this.host,
       membership: this.membership,

@@ -24,6 +24,10 @@ export interface MeshNodeOptions {
   agents?: AgentDefinition[];
   /** Most agents this node hosts at once (definitions plus API-started ones). Default 64. */
   maxAgents?: number;
+  /** A claim's lease (ms): a task whose holder stops renewing runs elsewhere after it. Default 5000. */
+  leaseMs?: number;
+  /** How long each place in a task's rendezvous order waits before claiming (ms). Default 1000. */
+  claimGraceMs?: number;
   /** How often a hosted agent's liveness is written when nothing else changed (ms). Default 5000. */
   agentHeartbeatMs?: number;
   /**

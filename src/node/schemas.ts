@@ -2,7 +2,7 @@ import type { AnyRecordSchema } from '../crdt/index.js';
 import { agentPolicy } from '../registry/agent-policy.js';
 import { nodePolicy } from '../registry/node-policy.js';
 import type { PolicyInput } from '../replica/index.js';
-import { taskPolicy } from '../tasks/task-policy.js';
+import { taskPolicy, taskStaleWrite } from '../tasks/task-policy.js';
 import { taskSchema } from '../tasks/task-schema.js';
 import { agentSchema } from '../registry/agent-schema.js';
 import { nodeSchema } from '../registry/node-schema.js';
@@ -25,4 +25,9 @@ export function meshPolicy(input: PolicyInput): void {
   if (input.key.startsWith('agent/')) agentPolicy(input);
   else if (input.key.startsWith('task/')) taskPolicy(input);
   else if (input.key.startsWith('node/')) nodePolicy(input);
+}
+
+/** Remote writes that lose the merge because they are fenced off (a task run's stale epoch). */
+export function meshFenced(input: PolicyInput): string | undefined {
+  return input.key.startsWith('task/') ? taskStaleWrite(input) : undefined;
 }

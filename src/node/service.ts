@@ -33,6 +33,8 @@ export interface PeerGate {
 export interface NodeComponents {
   readonly nodeId: string;
   readonly dataDir: string;
+  /** The mesh's name (protocol ids and topics carry it). */
+  readonly meshName: string;
   readonly replica: Replica;
   readonly host: MeshHost;
   readonly membership: MembershipView;

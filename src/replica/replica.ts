@@ -60,6 +60,12 @@ export interface ReplicaOptions {
   /** The schema of a key (by prefix), or undefined for keys this mesh does not know. */
   schemaFor: (key: string) => AnyRecordSchema | undefined;
   policy?: Policy;
+  /**
+   * Names a remote delta that changes nothing but is a write the mesh fences off (a stale epoch):
+   * it is counted as rejected with that reason, yet marked seen, so that no gap repair asks for
+   * it again. Consulted only for deltas that lose the merge entirely.
+   */
+  fenced?: (input: PolicyInput) => string | undefined;
   clock?: HybridClock;
   limits?: CrdtLimits;
   /** Merkle tree depth (fanout 16). */
@@ -112,11 +118,13 @@ export class Replica {
   private readonly dirty = new Set<string>();
   private readonly schemaFor: (key: string) => AnyRecordSchema | undefined;
   private readonly policy: Policy | undefined;
+  private readonly fenced: ((input: PolicyInput) => string | undefined) | undefined;
 
   constructor(options: ReplicaOptions) {
     this.nodeId = options.nodeId;
     this.schemaFor = options.schemaFor;
     this.policy = options.policy;
+    this.fenced = options.fenced;
     this.clock = options.clock ?? new HybridClock();
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.tree = new MerkleTree(options.merkleDepth === undefined ? {} : { depth: options.merkleDepth });
@@ -221,6 +229,10 @@ export class Replica {
     this.seen.add(delta.origin, delta.seq);
     if (merged === current) {
       this.stats.deltasUnchanged++;
+      const reason = this.fenced?.(input);
+      if (reason !== undefined) {
+        this.reject(delta.key, reason, new PolicyError(reason, `${delta.key}: fenced write from ${delta.origin}`), from);
+      }
       return 'unchanged';
     }
     this.stats.deltasApplied++;

@@ -12,6 +12,12 @@ export const TaskErrorCode = {
   NOT_FOUND: 'NOT_FOUND',
   /** The requested status change is not allowed from the task's current status. */
   INVALID_TRANSITION: 'INVALID_TRANSITION',
+  /** The write names an epoch the task has moved past (fencing): another holder has it now. */
+  STALE_EPOCH: 'STALE_EPOCH',
+  /** The task is held by someone else (or not held by the writer), or cannot be claimed now. */
+  NOT_HOLDER: 'NOT_HOLDER',
+  /** A dependency or parent that does not exist, a deadline in the past. */
+  INVALID_REFERENCE: 'INVALID_REFERENCE',
 } as const;
 export type TaskErrorCode = (typeof TaskErrorCode)[keyof typeof TaskErrorCode];
 
@@ -22,6 +28,9 @@ export const TASK_HTTP_STATUS: Readonly<Record<TaskErrorCode, number>> = {
   TASK_EXISTS: 409,
   NOT_FOUND: 404,
   INVALID_TRANSITION: 409,
+  STALE_EPOCH: 409,
+  NOT_HOLDER: 409,
+  INVALID_REFERENCE: 400,
 };
 
 export class TaskError extends MeshError<TaskErrorCode> {

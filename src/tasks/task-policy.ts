@@ -1,5 +1,5 @@
 import { type PolicyInput, PolicyError } from '../replica/index.js';
-import { MAX_LOG_BYTES, MAX_LOG_LINES, MAX_RESULT_BYTES, specSizeProblem, taskSchema } from './task-schema.js';
+import { runSizeProblem, specSizeProblem, taskSchema } from './task-schema.js';
 
 // The limits live with the schema (its decoder enforces them too); re-exported here, where the
 // API and older callers import them from.
@@ -14,7 +14,6 @@ export {
   MAX_TITLE_LENGTH,
   TASK_ID_PATTERN,
 } from './task-schema.js';
-import { jsonBytes } from '../util/json.js';
 export const DEFAULT_PRIORITY = 5;
 export const DEFAULT_MAX_RETRIES = 3;
 
@@ -63,20 +62,26 @@ export function taskPolicy(input: PolicyInput): void {
     if (problem !== undefined) throw new PolicyError('too_large', `${key}: ${problem}`, { writer: incSpec.w });
   }
 
-  const log = S.get(incoming, 'log');
-  if (
-    log !== undefined &&
-    (log.v.length > MAX_LOG_LINES || log.v.reduce((n, l) => n + Buffer.byteLength(l), 0) > MAX_LOG_BYTES)
-  ) {
-    throw new PolicyError('too_large', `${key}: log above ${MAX_LOG_LINES} lines or ${MAX_LOG_BYTES} bytes`);
+  const run = S.get(incoming, 'run');
+  if (run !== undefined) {
+    const problem = runSizeProblem(run.v);
+    if (problem !== undefined) throw new PolicyError('too_large', `${key}: ${problem}`, { writer: run.w });
   }
+}
 
-  for (const f of ['result', 'error'] as const) {
-    const reg = S.get(incoming, f);
-    if (reg === undefined) continue;
-    const size = jsonBytes(reg.v);
-    if (size > MAX_RESULT_BYTES) {
-      throw new PolicyError('too_large', `${key}: ${f} is ${size} bytes of JSON (max ${MAX_RESULT_BYTES})`);
-    }
-  }
+/**
+ * Fencing, counted: a remote write of the run at an epoch older than the one this replica holds
+ * (a holder that was paused or cut off past its lease, or a forgery). Such a write always loses
+ * the merge (the run's order puts the higher epoch first), so it changes nothing on any replica;
+ * this names it so the replica counts it (`replica_rejected_stale_epoch_total`). A cancel is
+ * never stale: it wins at any epoch.
+ */
+export function taskStaleWrite(input: PolicyInput): string | undefined {
+  if (input.schema.name !== taskSchema.name) return undefined;
+  const inc = taskSchema.get(input.incoming, 'run');
+  const cur = taskSchema.get(input.current, 'run');
+  if (inc === undefined || cur === undefined) return undefined;
+  // Only a holder's writes are fenced; a late creation or return to the pool is honest reordering.
+  if (inc.v.status !== 'CANCELLED' && inc.v.node !== null && inc.v.epoch < cur.v.epoch) return 'stale_epoch';
+  return undefined;
 }

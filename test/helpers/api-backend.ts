@@ -7,7 +7,7 @@ import type {
   PeerView,
 } from '../../src/api/backend.js';
 import { HybridClock } from '../../src/crdt/index.js';
-import { meshPolicy, meshSchemaFor } from '../../src/node/schemas.js';
+import { meshFenced, meshPolicy, meshSchemaFor } from '../../src/node/schemas.js';
 import { AgentRegistry, agentView } from '../../src/registry/agents.js';
 import { nodeSchema } from '../../src/registry/node-schema.js';
 import { Replica } from '../../src/replica/index.js';
@@ -19,6 +19,7 @@ export function meshReplica(nodeId: string, hlc?: () => number): Replica {
     nodeId,
     schemaFor: meshSchemaFor,
     policy: meshPolicy,
+    fenced: meshFenced,
     ...(hlc ? { clock: new HybridClock({ now: hlc }) } : {}),
   });
 }

@@ -8,14 +8,17 @@ import { meshSchemaFor } from '../../src/node/schemas.js';
 import { Replica } from '../../src/replica/index.js';
 import { DeltaLog, SYNC_PROTOCOL, type StrategyChoice, SyncProtocol } from '../../src/sync/index.js';
 import { taskSchema } from '../../src/tasks/task-schema.js';
+import { initialRun, SPEC_DEFAULTS } from '../../src/tasks/tasks.js';
 
 function task(r: Replica, i: number, result?: unknown) {
   return r.mutate(`task/t${i}`, (cur) => {
     const t = r.clock.now();
     const w = r.nodeId;
     const s = taskSchema.fields;
-    if (result !== undefined) return taskSchema.delta({ result: s.result.set(result, t, w) });
-    void cur;
+    if (result !== undefined) {
+      const run = taskSchema.get(cur, 'run')?.v ?? initialRun(0);
+      return taskSchema.delta({ run: s.run.set({ ...run, result }, t, w) });
+    }
     return taskSchema.delta({
       spec: s.spec.set(
         {
@@ -28,6 +31,8 @@ function task(r: Replica, i: number, result?: unknown) {
           maxRetries: 3,
           parent: null,
           dependencies: [],
+          ...SPEC_DEFAULTS,
+          retry: { ...SPEC_DEFAULTS.retry },
           creator: w,
           createdAt: 1_700_000_000_000 + i,
           createdTs: t,
@@ -35,7 +40,7 @@ function task(r: Replica, i: number, result?: unknown) {
         t,
         w,
       ),
-      status: s.status.set({ status: 'PENDING', attempt: 1, assignee: null }, t, w),
+      run: s.run.set(initialRun(1_700_000_000_000 + i), t, w),
     });
   });
 }
