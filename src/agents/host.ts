@@ -316,7 +316,8 @@ export class AgentHost implements Service, AgentControl {
       },
     };
     if (def.mode === 'exec') return execDriver(deps);
-    if (def.mode === 'stdio') return stdioDriver(deps, (call) => this.toolCall(call.task, call.capability, call.payload));
+    if (def.mode === 'stdio')
+      return stdioDriver(deps, (call) => this.toolCall(call.task, call.capability, call.payload));
     return mcpDriver(deps);
   }
 
@@ -446,7 +447,10 @@ export class AgentHost implements Service, AgentControl {
       if (t.assignee === null || !this.sups.has(t.assignee)) continue;
       if (t.status === 'IN_PROGRESS') {
         this.stats.tasksInterrupted++;
-        const error = this.errorJson(new ExecutionError('INTERRUPTED', 'the node restarted while the task ran', true), t.assignee);
+        const error = this.errorJson(
+          new ExecutionError('INTERRUPTED', 'the node restarted while the task ran', true),
+          t.assignee,
+        );
         await this.deps.tasks
           .finish(t.id, t.epoch, { ok: false, error, retryable: true })
           .catch((err: unknown) => this.log.debug({ err, task: t.id }, 'cannot fail interrupted task'));
@@ -458,7 +462,9 @@ export class AgentHost implements Service, AgentControl {
 
   /** Whether this node holds `t` for one of its agents at its current epoch, not yet final. */
   private heldHere(t: TaskView): boolean {
-    return t.node === this.deps.nodeId && t.assignee !== null && (t.status === 'ASSIGNED' || t.status === 'IN_PROGRESS');
+    return (
+      t.node === this.deps.nodeId && t.assignee !== null && (t.status === 'ASSIGNED' || t.status === 'IN_PROGRESS')
+    );
   }
 
   private onTask(t: TaskView): void {
@@ -478,7 +484,10 @@ export class AgentHost implements Service, AgentControl {
     }
     for (const [agentId, queue] of this.queues) {
       const epoch = queue.get(t.id);
-      if (epoch !== undefined && !(t.status === 'ASSIGNED' && t.assignee === agentId && t.epoch === epoch && t.node === this.deps.nodeId)) {
+      if (
+        epoch !== undefined &&
+        !(t.status === 'ASSIGNED' && t.assignee === agentId && t.epoch === epoch && t.node === this.deps.nodeId)
+      ) {
         queue.delete(t.id);
       }
     }
@@ -496,7 +505,8 @@ export class AgentHost implements Service, AgentControl {
     }
     let signal: AbortSignal | undefined;
     for (const sup of this.sups.values()) signal ??= sup.running.get(task)?.controller.signal;
-    if (signal === undefined) return Promise.reject(new ExecutionError('UNKNOWN_TASK', `task ${task} is not running here`, false));
+    if (signal === undefined)
+      return Promise.reject(new ExecutionError('UNKNOWN_TASK', `task ${task} is not running here`, false));
     return this.scheduler.toolCall({ task, capability, payload, signal });
   }
 
@@ -539,7 +549,13 @@ export class AgentHost implements Service, AgentControl {
       let best: TaskView | undefined;
       for (const [id, epoch] of queue) {
         const t = this.deps.tasks.get(id);
-        if (t === undefined || t.status !== 'ASSIGNED' || t.assignee !== sup.id || t.epoch !== epoch || !this.heldHere(t)) {
+        if (
+          t === undefined ||
+          t.status !== 'ASSIGNED' ||
+          t.assignee !== sup.id ||
+          t.epoch !== epoch ||
+          !this.heldHere(t)
+        ) {
           queue.delete(id);
           continue;
         }
@@ -622,11 +638,14 @@ export class AgentHost implements Service, AgentControl {
         () => controller.abort(new ExecutionError('TIMEOUT', `the attempt ran longer than ${timeoutMs} ms`, true)),
         timeoutMs,
       ),
-      setInterval(() => {
-        tasks.renew(t.id, epoch, Date.now() + leaseMs).catch((err: unknown) => {
-          this.log.debug({ err, task: t.id }, 'lease renewal refused');
-        });
-      }, Math.max(100, Math.floor(leaseMs / 3))),
+      setInterval(
+        () => {
+          tasks.renew(t.id, epoch, Date.now() + leaseMs).catch((err: unknown) => {
+            this.log.debug({ err, task: t.id }, 'lease renewal refused');
+          });
+        },
+        Math.max(100, Math.floor(leaseMs / 3)),
+      ),
     ];
     if (t.deadline !== null) {
       timers.push(
@@ -657,7 +676,13 @@ export class AgentHost implements Service, AgentControl {
         await tasks.finish(t.id, epoch, { ok: true, result: outcome.result, log });
         this.stats.tasksCompleted++;
         this.recordExecution(sup, 'success');
-        void this.hook(sup, 'post_task', { event: 'post_task', ...info, outcome: 'success', result: outcome.result, durationMs });
+        void this.hook(sup, 'post_task', {
+          event: 'post_task',
+          ...info,
+          outcome: 'success',
+          result: outcome.result,
+          durationMs,
+        });
         return;
       } catch (err) {
         if (!(isTaskError(err) && err.code === 'TOO_LARGE')) {

@@ -67,7 +67,9 @@ function nodeOptions(cmd: Command): Command {
     .option('--agents <file>', 'agents this node runs (JSON or YAML: { "agents": [ ... ] })')
     .option('--max-agents <n>', 'most agents this node hosts', positiveInt)
     .option('--lease-ms <ms>', "a claim's lease: a dead holder's tasks run elsewhere after it", positiveInt)
-    .addOption(new Option('--claim-grace-ms <ms>', 'wait per place in the rendezvous order').argParser(positiveInt).hideHelp())
+    .addOption(
+      new Option('--claim-grace-ms <ms>', 'wait per place in the rendezvous order').argParser(positiveInt).hideHelp(),
+    )
     .addOption(new Option('--agent-heartbeat-ms <ms>', 'agent liveness interval').argParser(positiveInt).hideHelp())
     .addOption(new Option('--faults', 'enable the test-only fault switch').hideHelp())
     .addOption(new Option('--heartbeat-ms <ms>', 'node heartbeat interval').argParser(positiveInt).hideHelp())

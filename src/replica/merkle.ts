@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { MeshError } from '../util/errors.js';
 import { bytesEqual, DIGEST_BYTES, entryHashInto, HASH_BYTES, keyPrefix, sha256Into, toHex } from './entry-hash.js';
+import { strHash } from '../util/hash.js';
 
 /**
  * Merkle anti-entropy tree over the replica's keyspace (DESIGN.md, Replication 2).
@@ -79,25 +80,9 @@ function invalidInput(message: string, details?: Record<string, unknown>): Merkl
   return new MerkleError('MERKLE_INVALID_INPUT', message, details === undefined ? {} : { details });
 }
 
-/**
- * 32-bit FNV-1a over UTF-16 code units with a murmur3 finalizer, seeded per tree. Only indexes the
- * local key table (never on the wire), so it favours speed. The random per-tree seed makes probe
- * clusters differ between nodes; it is not a keyed PRF, and a deliberately colliding key set would
- * only cost lookup time, never correctness.
- */
-function strHash(s: string, seed: number): number {
-  let h = (seed ^ 0x811c9dc5) | 0;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h | 0;
-}
+// The key table's hash (util/hash.ts) is seeded per tree: probe clusters differ between nodes.
+// It only indexes the local key table (never on the wire), so it favours speed; a deliberately
+// colliding key set would only cost lookup time, never correctness.
 
 export class MerkleTree {
   readonly depth: number;

@@ -231,7 +231,12 @@ export class Replica {
       this.stats.deltasUnchanged++;
       const reason = this.fenced?.(input);
       if (reason !== undefined) {
-        this.reject(delta.key, reason, new PolicyError(reason, `${delta.key}: fenced write from ${delta.origin}`), from);
+        this.reject(
+          delta.key,
+          reason,
+          new PolicyError(reason, `${delta.key}: fenced write from ${delta.origin}`),
+          from,
+        );
       }
       return 'unchanged';
     }

@@ -120,8 +120,10 @@ export function compareRuns(a: RunValue, b: RunValue): number {
 }
 
 const isNullableString = (v: unknown): v is string | null => v === null || (typeof v === 'string' && v.length <= 256);
-const isNullableTime = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isFinite(v) && v >= 0);
-const isCount = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= max;
+const isNullableTime = (v: unknown): v is number | null =>
+  v === null || (typeof v === 'number' && Number.isFinite(v) && v >= 0);
+const isCount = (v: unknown, max: number): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= max;
 const isPlain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 export const MAX_EPOCH = 1_000_000;

@@ -54,7 +54,12 @@ export interface TaskBoardOptions {
 
 export const DEFAULT_RETRY: RetryPolicy = { backoffMs: 1000, maxBackoffMs: 60_000 };
 /** The spec fields a plain task has by default (for code that writes specs by hand: tests, benchmarks). */
-export const SPEC_DEFAULTS = { claim: 'any', retry: DEFAULT_RETRY, timeoutMs: null, depth: 0 } as const satisfies Partial<TaskSpec>;
+export const SPEC_DEFAULTS = {
+  claim: 'any',
+  retry: DEFAULT_RETRY,
+  timeoutMs: null,
+  depth: 0,
+} as const satisfies Partial<TaskSpec>;
 export const DEFAULT_ASSIGN_LEASE_MS = 30_000;
 
 /** A new task. Everything but `type` has a default. */
@@ -260,25 +265,23 @@ export function newTaskId(nowMs: number = Date.now()): string {
   return `${Math.floor(nowMs).toString(36).padStart(9, '0')}-${randomBytes(6).toString('hex')}`;
 }
 
+/** The fields of a run that belong to one attempt, as a new claim or a return to the pool has them. */
+const ATTEMPT_RESET = {
+  node: null,
+  agent: null,
+  claimRank: 0,
+  leaseUntil: null,
+  notBefore: null,
+  progress: 0,
+  result: null,
+  error: null,
+  log: [],
+  startedAt: null,
+} as const satisfies Partial<RunValue>;
+
 /** The run of a task that was created and never touched since. */
 export function initialRun(createdAt: number): RunValue {
-  return {
-    status: 'PENDING',
-    epoch: 0,
-    attempt: 1,
-    node: null,
-    agent: null,
-    claimRank: 0,
-    leaseUntil: null,
-    notBefore: null,
-    progress: 0,
-    result: null,
-    error: null,
-    log: [],
-    updatedAt: createdAt,
-    startedAt: null,
-    history: [],
-  };
+  return { ...ATTEMPT_RESET, status: 'PENDING', epoch: 0, attempt: 1, updatedAt: createdAt, history: [] };
 }
 
 /** The task's view, or undefined while its spec has not arrived (run-only record). */
@@ -471,7 +474,8 @@ export class TaskBoard {
     const result = outcome.ok ? toJson(outcome.result, 'result', MAX_RESULT_BYTES) : undefined;
     const error = outcome.ok ? undefined : toJson(outcome.error, 'error', MAX_RESULT_BYTES);
     return this.holderWrite(id, epoch, (run, view) => {
-      if (run.status !== 'IN_PROGRESS' && run.status !== 'ASSIGNED') throw invalidTransition(id, run, outcome.ok ? 'COMPLETED' : 'FAILED');
+      if (run.status !== 'IN_PROGRESS' && run.status !== 'ASSIGNED')
+        throw invalidTransition(id, run, outcome.ok ? 'COMPLETED' : 'FAILED');
       const log = outcome.log !== undefined ? trimLog(outcome.log) : run.log;
       if (outcome.ok) return { ...run, status: 'COMPLETED', result, error: null, progress: 100, log };
       if (outcome.retryable && run.attempt <= view.maxRetries) return this.requeue({ ...run, log }, view, error);
@@ -498,7 +502,11 @@ export class TaskBoard {
       if (!(run.status === 'ASSIGNED' || run.status === 'IN_PROGRESS') || (run.leaseUntil ?? 0) >= this.now()) {
         throw notHolder(id, 'its lease has not expired');
       }
-      const error = { code: 'LEASE_EXPIRED', message: `the lease of ${run.node ?? 'its holder'} expired`, retryable: true };
+      const error = {
+        code: 'LEASE_EXPIRED',
+        message: `the lease of ${run.node ?? 'its holder'} expired`,
+        retryable: true,
+      };
       if (run.attempt <= view.maxRetries) return this.requeue(run, view, error);
       return { ...run, status: 'FAILED', error };
     });
@@ -508,7 +516,11 @@ export class TaskBoard {
   failDeadline(id: string): Promise<TaskView> {
     return this.write(id, (run, view) => {
       if (TERMINAL_STATUSES.has(run.status)) throw invalidTransition(id, run, 'FAILED');
-      const error = { code: 'DEADLINE_EXCEEDED', message: `the deadline ${new Date(view.deadline ?? 0).toISOString()} passed`, retryable: false };
+      const error = {
+        code: 'DEADLINE_EXCEEDED',
+        message: `the deadline ${new Date(view.deadline ?? 0).toISOString()} passed`,
+        retryable: false,
+      };
       return { ...run, status: 'FAILED', error };
     });
   }
@@ -525,7 +537,11 @@ export class TaskBoard {
           details: { from: run.status, attempt: run.attempt },
         });
       }
-      return { ...run, status: 'CANCELLED', ...(reason !== undefined ? { error: { code: 'CANCELLED', message: reason } } : {}) };
+      return {
+        ...run,
+        status: 'CANCELLED',
+        ...(reason !== undefined ? { error: { code: 'CANCELLED', message: reason } } : {}),
+      };
     });
   }
 
@@ -544,7 +560,11 @@ export class TaskBoard {
     const before = this.get(id);
     if (before === undefined) throw notFound(id);
     const onlyStatus = Object.entries(p).every(([k, v]) => k === 'status' || k === 'epoch' || v === undefined);
-    if (p.epoch !== undefined && p.epoch !== before.epoch && !(before.status === 'CANCELLED' && p.status === 'CANCELLED')) {
+    if (
+      p.epoch !== undefined &&
+      p.epoch !== before.epoch &&
+      !(before.status === 'CANCELLED' && p.status === 'CANCELLED')
+    ) {
       throw stale(id, p.epoch, before.epoch);
     }
     if (before.status === 'CANCELLED' && p.status === 'CANCELLED' && onlyStatus) return before;
@@ -710,27 +730,19 @@ export class TaskBoard {
 
 /** The run with the attempt's own fields reset (a new claim or a return to the pool). */
 function fresh(run: RunValue): RunValue {
-  return {
-    ...run,
-    node: null,
-    agent: null,
-    claimRank: 0,
-    leaseUntil: null,
-    notBefore: null,
-    progress: 0,
-    result: null,
-    error: null,
-    log: [],
-    startedAt: null,
-  };
+  return { ...run, ...ATTEMPT_RESET };
 }
 
 const clampProgress = (p: number): number => Math.max(0, Math.min(100, p));
 
 function stale(id: string, epoch: number, current: number): TaskError {
-  return new TaskError(TaskErrorCode.STALE_EPOCH, `task ${id}: epoch ${epoch} is stale (the task is at epoch ${current})`, {
-    details: { epoch, current },
-  });
+  return new TaskError(
+    TaskErrorCode.STALE_EPOCH,
+    `task ${id}: epoch ${epoch} is stale (the task is at epoch ${current})`,
+    {
+      details: { epoch, current },
+    },
+  );
 }
 
 function notHolder(id: string, why: string): TaskError {

@@ -430,8 +430,7 @@ describe('task board', () => {
 
   it(
     'resets the attempt’s fields (holder, lease, progress, error) when a transition returns the task to the pool',
-    {
-    },
+    {},
     async () => {
       const a = meshNode('node-a');
       const { id } = await a.board.create({ type: 'x', maxRetries: 2 });
@@ -505,67 +504,47 @@ describe('task board', () => {
     await assert.rejects(a.board.transition(id, { progress: 1 }), isTaskError('INVALID_TRANSITION'));
   });
 
-  it(
-    'applies a patch that shortens or clears the lease, with the rest of the patch',
-    {
-    },
-    async () => {
-      const now = 1_000;
-      const a = meshNode('node-a', { now: () => now });
-      const { id } = await a.board.create({ type: 'x' });
-      await a.board.transition(id, { status: 'ASSIGNED', assignee: 'agent-1' });
-      await a.board.transition(id, { status: 'IN_PROGRESS' });
-      const p = await a.board.transition(id, { progress: 55, leaseUntil: 9_000 });
-      assert.deepEqual([p.progress, p.leaseUntil], [55, 9_000], 'the patch took effect');
-      const cleared = await a.board.transition(id, { progress: 60, leaseUntil: null });
-      assert.deepEqual([cleared.progress, cleared.leaseUntil], [60, null], 'the lease was cleared');
-    },
-  );
+  it('applies a patch that shortens or clears the lease, with the rest of the patch', {}, async () => {
+    const now = 1_000;
+    const a = meshNode('node-a', { now: () => now });
+    const { id } = await a.board.create({ type: 'x' });
+    await a.board.transition(id, { status: 'ASSIGNED', assignee: 'agent-1' });
+    await a.board.transition(id, { status: 'IN_PROGRESS' });
+    const p = await a.board.transition(id, { progress: 55, leaseUntil: 9_000 });
+    assert.deepEqual([p.progress, p.leaseUntil], [55, 9_000], 'the patch took effect');
+    const cleared = await a.board.transition(id, { progress: 60, leaseUntil: null });
+    assert.deepEqual([cleared.progress, cleared.leaseUntil], [60, null], 'the lease was cleared');
+  });
 
-  it(
-    'honours the status of a patch that names an assignee (PENDING -> IN_PROGRESS)',
-    {
-    },
-    async () => {
-      const a = meshNode('node-a');
-      const { id } = await a.board.create({ type: 'x' });
-      const v = await a.board.transition(id, { status: 'IN_PROGRESS', assignee: 'agent-1' });
-      assert.deepEqual([v.status, v.assignee, v.node], ['IN_PROGRESS', 'agent-1', 'node-a']);
-    },
-  );
+  it('honours the status of a patch that names an assignee (PENDING -> IN_PROGRESS)', {}, async () => {
+    const a = meshNode('node-a');
+    const { id } = await a.board.create({ type: 'x' });
+    const v = await a.board.transition(id, { status: 'IN_PROGRESS', assignee: 'agent-1' });
+    assert.deepEqual([v.status, v.assignee, v.node], ['IN_PROGRESS', 'agent-1', 'node-a']);
+  });
 
-  it(
-    'never silently drops an assignee patch on a running task (reassigns or refuses)',
-    {
-    },
-    async () => {
-      const a = meshNode('node-a');
-      const { id } = await a.board.create({ type: 'x' });
-      await a.board.transition(id, { status: 'ASSIGNED', assignee: 'agent-1' });
-      await a.board.transition(id, { status: 'IN_PROGRESS' });
-      const outcome = await a.board.transition(id, { assignee: 'agent-c' }).then(
-        (v) => v,
-        (e: unknown) => e as TaskError,
-      );
-      assert.ok(
-        outcome instanceof TaskError || outcome.assignee === 'agent-c',
-        `either refused or applied; got assignee ${(outcome as TaskView).assignee}`,
-      );
-    },
-  );
+  it('never silently drops an assignee patch on a running task (reassigns or refuses)', {}, async () => {
+    const a = meshNode('node-a');
+    const { id } = await a.board.create({ type: 'x' });
+    await a.board.transition(id, { status: 'ASSIGNED', assignee: 'agent-1' });
+    await a.board.transition(id, { status: 'IN_PROGRESS' });
+    const outcome = await a.board.transition(id, { assignee: 'agent-c' }).then(
+      (v) => v,
+      (e: unknown) => e as TaskError,
+    );
+    assert.ok(
+      outcome instanceof TaskError || outcome.assignee === 'agent-c',
+      `either refused or applied; got assignee ${(outcome as TaskView).assignee}`,
+    );
+  });
 
-  it(
-    'fences a cancel through transition with a stale epoch (STALE_EPOCH)',
-    {
-    },
-    async () => {
-      const a = meshNode('node-a');
-      const { id } = await a.board.create({ type: 'x' });
-      await a.board.transition(id, { status: 'ASSIGNED', assignee: 'agent-1' });
-      await assert.rejects(a.board.transition(id, { status: 'CANCELLED', epoch: 0 }), isTaskError('STALE_EPOCH'));
-      assert.equal(a.board.get(id)?.status, 'ASSIGNED', 'still held');
-    },
-  );
+  it('fences a cancel through transition with a stale epoch (STALE_EPOCH)', {}, async () => {
+    const a = meshNode('node-a');
+    const { id } = await a.board.create({ type: 'x' });
+    await a.board.transition(id, { status: 'ASSIGNED', assignee: 'agent-1' });
+    await assert.rejects(a.board.transition(id, { status: 'CANCELLED', epoch: 0 }), isTaskError('STALE_EPOCH'));
+    assert.equal(a.board.get(id)?.status, 'ASSIGNED', 'still held');
+  });
 
   it('cancels idempotently, and refuses to cancel finished tasks with 409', async () => {
     const a = meshNode('node-a');
