@@ -117,11 +117,10 @@ export function clientCommands(program: Command): void {
           payload,
           capabilities: f.capability ?? [],
           priority: Number(f.priority),
+          ...(f.agent === undefined ? {} : { assignee: f.agent }),
         })) as { id: string };
         const path = `/v1/tasks/${encodeURIComponent(task.id)}`;
-        const submitted =
-          f.agent === undefined ? task : await call(f, 'PATCH', path, { status: 'ASSIGNED', assignee: f.agent });
-        if (f.wait !== true) return print(submitted);
+        if (f.wait !== true) return print(task);
         print(await waitForEnd(f, path, Number(f.timeout) * 1000));
       },
     );

@@ -84,6 +84,8 @@ export interface TaskInput {
   retry?: Partial<RetryPolicy>;
   /** Per-attempt timeout (ms); the attempt is killed and retried. Default: the agent's. */
   timeoutMs?: number | null;
+  /** Created already assigned to this agent (a manual assignment in the same write). */
+  assignee?: string;
 }
 
 /** A local change of a task through the API: a status transition and/or field updates. */
@@ -204,6 +206,9 @@ export const taskInputSchema = z.object({
     })
     .optional(),
   timeoutMs: z.number().int().positive().max(86_400_000).nullable().optional(),
+  assignee: taskId
+    .optional()
+    .describe('Create the task already assigned to this agent (its node runs it; no scheduling).'),
 });
 
 export const taskPatchSchema = z.object({
@@ -405,9 +410,22 @@ export class TaskBoard {
       const S = taskSchema;
       const ts = this.replica.clock.now();
       const record: TaskSpecRecord = { ...spec, creator: node, createdAt: nowMs, createdTs: ts };
+      // With an assignee, the creation is also the manual assignment's claim (epoch 1): the task
+      // is never PENDING anywhere, so no scheduler can claim it first.
+      const run: RunValue =
+        t.assignee === undefined
+          ? initialRun(nowMs)
+          : {
+              ...initialRun(nowMs),
+              status: 'ASSIGNED',
+              epoch: 1,
+              node: this.ownerOf(t.assignee) ?? null,
+              agent: t.assignee,
+              leaseUntil: nowMs + this.assignLeaseMs,
+            };
       return S.delta({
         spec: S.fields.spec.set(record, ts, node),
-        run: S.fields.run.set(initialRun(nowMs), ts, node),
+        run: S.fields.run.set(run, ts, node),
       });
     });
     return this.mustGet(id);

@@ -196,10 +196,13 @@ describe('agent supervision', { timeout: 90_000 }, () => {
     const restartsBefore = await metric(b, 'agent_restarts_total');
     const before = await hostAgent(b, 'stubborn');
     assert.ok(before.pid !== null, 'stubborn has a process');
-    const created = await a.call('POST', '/v1/tasks', { id: 'ignored', type: 'anything' });
+    const created = await a.call('POST', '/v1/tasks', {
+      id: 'ignored',
+      type: 'anything',
+      assignee: 'stubborn',
+      maxRetries: 0,
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    const assigned = await a.call('PATCH', '/v1/tasks/ignored', { status: 'ASSIGNED', assignee: 'stubborn' });
-    assert.equal(assigned.status, 200, JSON.stringify(assigned.body));
     await until(
       () => a.get<Task>('/v1/tasks/ignored'),
       (x) => x.status === 'IN_PROGRESS',
@@ -256,10 +259,14 @@ describe('agent supervision', { timeout: 90_000 }, () => {
   });
 
   it('a node SIGKILLed under running agents stops what its last life left when it starts again', async () => {
-    const created = await a.call('POST', '/v1/tasks', { id: 'interrupted', type: 'sleep', payload: { mode: 'sleep' } });
+    const created = await a.call('POST', '/v1/tasks', {
+      id: 'interrupted',
+      type: 'sleep',
+      payload: { mode: 'sleep' },
+      assignee: 'sleeper',
+      maxRetries: 0,
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    const assigned = await a.call('PATCH', '/v1/tasks/interrupted', { status: 'ASSIGNED', assignee: 'sleeper' });
-    assert.equal(assigned.status, 200, JSON.stringify(assigned.body));
     const pidFile = join(dir, 'interrupted.pids');
     await waitFor(() => existsSync(pidFile), 10_000, 'the sleeping task to write its pids', 20);
     const [shPid, sleepPid] = readFileSync(pidFile, 'utf8').trim().split(' ').map(Number) as [number, number];
