@@ -4,8 +4,9 @@
  * line of per-task timings. Usage: exec-client.ts '<json config>'.
  *
  * Modes:
- * - `api`: for each task, POST /v1/tasks then PATCH it to ASSIGNED to `agent`; a task is done
- *   when the node's event stream says COMPLETED (or FAILED). `inFlight` tasks at a time.
+ * - `api`: for each task, POST /v1/tasks (with `agent` as its assignee, or with `capability` for
+ *   the mesh to schedule); a task is done when the node's event stream says COMPLETED (or
+ *   FAILED). `inFlight` tasks at a time, or `rate` per second.
  * - `direct-stdio`: spawns the agent command itself and speaks the stdio protocol to it.
  * - `direct-exec`: spawns the exec script per task, task JSON on stdin, waits for its exit.
  * - `direct-mcp`: the MCP SDK client calls the tool on a server it spawns itself.
@@ -120,9 +121,14 @@ async function viaApi(): Promise<{ latencies: number[]; wallMs: number }> {
   const out = await drive(async (i) => {
     const t = task(i);
     const done = new Promise<string>((resolve) => waiting.set(t.id, resolve));
-    await call('POST', '/v1/tasks', { id: t.id, type: t.type, payload: t.payload, capabilities: t.capabilities });
-    // Without an agent the mesh schedules it (capabilities); with one, it is assigned by hand.
-    if (cfg.agent !== undefined) await call('PATCH', `/v1/tasks/${t.id}`, { status: 'ASSIGNED', assignee: cfg.agent });
+    // Without an agent the mesh schedules it (capabilities); with one, it is created assigned.
+    await call('POST', '/v1/tasks', {
+      id: t.id,
+      type: t.type,
+      payload: t.payload,
+      capabilities: t.capabilities,
+      ...(cfg.agent === undefined ? {} : { assignee: cfg.agent }),
+    });
     const status = await done;
     waiting.delete(t.id);
     if (status !== 'COMPLETED') failed.push(`${t.id}: ${status}`);
@@ -201,7 +207,9 @@ async function viaBullmq(): Promise<{ latencies: number[]; wallMs: number }> {
   const connection = { host: '127.0.0.1', port: cfg.redisPort as number };
   // The events stream must hold every job's events until QueueEvents reads them (default 10k).
   const queue = new Queue(cfg.queue as string, { connection, streams: { events: { maxLen: 1_000_000 } } });
-  const events = new QueueEvents(cfg.queue as string, { connection });
+  // From the stream's start (this run's queue is new): with the default '$', completions that
+  // land before the reader's first XREAD are never seen and the producer waits forever.
+  const events = new QueueEvents(cfg.queue as string, { connection, lastEventId: '0-0' });
   await events.waitUntilReady();
   const waiting = new Map<string, () => void>();
   events.on('completed', ({ jobId }) => waiting.get(jobId)?.());
