@@ -5,12 +5,13 @@ import type { AgentRegistry } from '../registry/agents.js';
 import type { Replica } from '../replica/index.js';
 import { isTaskError } from '../tasks/errors.js';
 import { ExecutionError } from '../agents/errors.js';
-import { MAX_TOOL_DEPTH, TERMINAL_STATUSES } from '../tasks/task-schema.js';
+import { MAX_TOOL_DEPTH, TERMINAL_STATUSES, taskSchema } from '../tasks/task-schema.js';
 import { TASK_KEY_PREFIX, type TaskBoard, type TaskView, taskView } from '../tasks/tasks.js';
 import type { Logger } from '../util/log.js';
 import { PendingIndex, signatureOf } from './pending-index.js';
 import { QuorumGrants } from './quorum.js';
 import { rendezvousOrder } from './rendezvous.js';
+import { type RecordState, wallOf } from '../crdt/index.js';
 
 /** What the scheduler needs from the node's agent host. */
 export interface LocalAgents {
@@ -83,6 +84,8 @@ export class Scheduler {
   private readonly claiming = new Map<string, { epoch: number; agent: string }>();
   /** Recent durable-write times of this node's claims (ms): what the settle delay adapts to. */
   private readonly writeTimes: number[] = [];
+  /** Recent replication lags of other nodes' task writes (ms): what grace and settle adapt to. */
+  private readonly lags: number[] = [];
   /**
    * Claims that must wait the settle delay before they start: task -> resolved once the claim's
    * write is durable, which is when the node publishes it (see `mayStart`).
@@ -143,6 +146,7 @@ export class Scheduler {
     this.offs.push(
       r.events.on('change', (e) => {
         if (e.key.startsWith(TASK_KEY_PREFIX)) {
+          if (!e.local) this.observeLag(e.incoming);
           const t = taskView(e.key.slice(TASK_KEY_PREFIX.length), e.state);
           if (t !== undefined) this.onTask(t);
         } else if (e.key.startsWith(AGENT_KEY_PREFIX)) {
@@ -331,7 +335,7 @@ export class Scheduler {
         const rank = order.findIndex((c) => c.id === agent.id);
         if (rank < 0) continue;
         const since = this.firstSeen.get(t.id) ?? now;
-        if (rank > 0 && now < since + rank * this.graceMs) continue;
+        if (rank > 0 && now < since + rank * this.grace()) continue;
         picked.push({ t, rank });
       }
       for (const { t, rank } of picked) {
@@ -394,7 +398,7 @@ export class Scheduler {
       // start at once, and both ran the task).
       const since = this.firstSeen.get(t.id);
       let written: (() => void) | undefined;
-      if (rank > 0 || (since !== undefined && Date.now() >= since + this.graceMs)) {
+      if (rank > 0 || (since !== undefined && Date.now() >= since + this.grace())) {
         this.settling.set(t.id, new Promise<void>((r) => (written = r)));
       }
       const t0 = performance.now();
@@ -454,10 +458,30 @@ export class Scheduler {
    * a concurrent claim could arrive, and both claimants ran the task.
    */
   private settleDelay(): number {
-    if (this.writeTimes.length === 0) return this.settleMs;
-    const sorted = [...this.writeTimes].sort((a, b) => a - b);
-    const p90 = sorted[Math.floor(sorted.length * 0.9)] as number;
-    return Math.round(Math.min(this.leaseMs / 3, Math.max(this.settleMs, 2 * p90 + 20)));
+    const p90 = quantile(this.writeTimes, 0.9);
+    return Math.round(
+      Math.min(this.leaseMs / 3, Math.max(this.settleMs, 2 * p90 + 20, 1.5 * quantile(this.lags, 0.95))),
+    );
+  }
+
+  /**
+   * The grace per place in the rendezvous order: `graceMs`, or twice the p95 time task writes of
+   * other nodes take to reach this one, if that is longer (capped at the lease). A claim that
+   * has not arrived yet is indistinguishable from no claim; on a loaded mesh a fixed grace ran
+   * out before the designated claimant's claim arrived, and both ran the task.
+   */
+  private grace(): number {
+    return Math.min(this.leaseMs, Math.max(this.graceMs, 2 * quantile(this.lags, 0.95)));
+  }
+
+  /** Replication lag of a remote task write: now minus its writer's clock when it wrote it. */
+  private observeLag(incoming: RecordState): void {
+    const run = taskSchema.get(incoming, 'run');
+    if (run === undefined) return;
+    const lag = Date.now() - wallOf(run.t);
+    if (!(lag >= 0 && lag < 60_000)) return;
+    this.lags.push(lag);
+    if (this.lags.length > 256) this.lags.shift();
   }
 
   // --- leases, deadlines, backoff -----------------------------------------------------------------
@@ -626,4 +650,11 @@ export class Scheduler {
 /** Whether `agent` refused this task in an earlier attempt (a pre_task veto): don't offer it again. */
 function refusedBy(t: TaskView, agent: string): boolean {
   return t.attempts.some((a) => a.agent === agent && (a.error as { code?: string } | null)?.code === 'REFUSED');
+}
+
+/** The q-quantile of `xs` (0 when empty). */
+function quantile(xs: readonly number[], q: number): number {
+  if (xs.length === 0) return 0;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] as number;
 }
