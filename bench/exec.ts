@@ -6,49 +6,26 @@
  * has its baseline from the same run: the same agent called directly by a client process (over
  * its pipe, by spawning the script, through the MCP SDK client), with no node in between.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MeshProcess } from '../test/helpers/mesh-process.js';
+import { type ClientResult, runClient, spreadOf } from './client-process.js';
 import { median, percentile, round, type Row } from './util.js';
 
 const HERE = import.meta.dirname;
 const STDIO_AGENT = resolve(HERE, 'agents/trivial-stdio.mjs');
 const EXEC_AGENT = resolve(HERE, 'agents/trivial-exec.sh');
 const MCP_SERVER = resolve(HERE, '../node_modules/@modelcontextprotocol/server-everything/dist/index.js');
-const CLIENT = resolve(HERE, 'exec-client.ts');
 const REPEATS = Number(process.env.MESH_BENCH_REPEATS ?? 3);
-
-interface ClientResult {
-  latencies: number[];
-  wallMs: number;
-}
-
-/** Runs the benchmark client as its own process and returns what it measured. */
-function client(cfg: Record<string, unknown>): Promise<ClientResult> {
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(cfg)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return rej(new Error(`bench client ${JSON.stringify(cfg)} exited with ${code}`));
-      res(JSON.parse(out.trim().split('\n').pop() as string) as ClientResult);
-    });
-  });
-}
 
 const perSecond = (r: ClientResult): number => (r.latencies.length * 1000) / r.wallMs;
 
 /** Throughput over REPEATS runs: the median, and the spread as min-max. */
 async function throughput(cfg: Record<string, unknown>): Promise<{ median: number; spread: string }> {
   const xs: number[] = [];
-  for (let i = 0; i < REPEATS; i++) xs.push(perSecond(await client(cfg)));
-  return { median: median(xs), spread: `${round(Math.min(...xs), 0)}-${round(Math.max(...xs), 0)}` };
+  for (let i = 0; i < REPEATS; i++) xs.push(perSecond(await runClient(cfg)));
+  return { median: median(xs), spread: spreadOf(xs) };
 }
 
 function latencyRow(measure: string, mesh: number[], direct: number[]): Row {
@@ -99,20 +76,20 @@ export async function benchExec(): Promise<Row[]> {
     });
 
     // 2. Per-task latency, one task at a time.
-    const stdioMesh = await client({ ...api, agent: 'trivial', count: 300, inFlight: 1 });
-    const stdioDirectLat = await client({ ...stdioDirect, count: 300, inFlight: 1 });
+    const stdioMesh = await runClient({ ...api, agent: 'trivial', count: 300, inFlight: 1 });
+    const stdioDirectLat = await runClient({ ...stdioDirect, count: 300, inFlight: 1 });
     rows.push(
       latencyRow('stdio task, submit -> COMPLETED event (1 at a time)', stdioMesh.latencies, stdioDirectLat.latencies),
     );
 
-    const execMesh = await client({ ...api, agent: 'script', count: 150, inFlight: 1 });
-    const execDirect = await client({ mode: 'direct-exec', command: EXEC_AGENT, count: 150, inFlight: 1 });
+    const execMesh = await runClient({ ...api, agent: 'script', count: 150, inFlight: 1 });
+    const execDirect = await runClient({ mode: 'direct-exec', command: EXEC_AGENT, count: 150, inFlight: 1 });
     rows.push(
       latencyRow('exec task, submit -> COMPLETED event vs spawn -> exit', execMesh.latencies, execDirect.latencies),
     );
 
     const mcpPayload = { message: 'hi' };
-    const mcpMesh = await client({
+    const mcpMesh = await runClient({
       ...api,
       agent: 'mcp',
       capability: 'echo',
@@ -120,7 +97,7 @@ export async function benchExec(): Promise<Row[]> {
       count: 300,
       inFlight: 1,
     });
-    const mcpDirect = await client({
+    const mcpDirect = await runClient({
       mode: 'direct-mcp',
       command: process.execPath,
       args: [MCP_SERVER, 'stdio'],

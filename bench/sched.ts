@@ -13,41 +13,20 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EventStream, MeshProcess, shutdownNodes, until, writeAgentsFile } from '../test/helpers/mesh-process.js';
+import { runClient, spreadOf } from './client-process.js';
 import { median, percentile, round, type Row } from './util.js';
 
 const HERE = import.meta.dirname;
 const STDIO_AGENT = resolve(HERE, 'agents/trivial-stdio.mjs');
 const WORD_COUNT = resolve(HERE, '../examples/agents/word-count.py');
-const CLIENT = resolve(HERE, 'exec-client.ts');
 const WORKER = resolve(HERE, 'bullmq-worker.ts');
 const REPEATS = Number(process.env.MESH_BENCH_REPEATS ?? 3);
 const CONCURRENCY = 16;
 const IN_FLIGHT = 32;
 
-interface ClientResult {
-  latencies: number[];
-  wallMs: number;
-}
-
-function client(cfg: Record<string, unknown>): Promise<ClientResult> {
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(cfg)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (code !== 0) return rej(new Error(`bench client ${String(cfg.mode)} exited with ${code ?? signal}`));
-      res(JSON.parse(out.trim().split('\n').pop() as string) as ClientResult);
-    });
-  });
-}
-
 /** Several clients at once; throughput is all their tasks over the slowest one's wall time. */
 async function clients(cfgs: Array<Record<string, unknown>>): Promise<{ perSecond: number; latencies: number[] }> {
-  const results = await Promise.all(cfgs.map(client));
+  const results = await Promise.all(cfgs.map((c) => runClient(c)));
   const n = results.reduce((a, r) => a + r.latencies.length, 0);
   const wall = Math.max(...results.map((r) => r.wallMs));
   return { perSecond: (n * 1000) / wall, latencies: results.flatMap((r) => r.latencies) };
@@ -233,7 +212,7 @@ export async function benchSched(): Promise<Row[]> {
         rows.push({
           measure: `tasks completed per second, N = ${n} (${n} client processes, ${IN_FLIGHT} in flight each)`,
           mesh: round(median(xs), 0),
-          'mesh spread': `${round(Math.min(...xs), 0)}-${round(Math.max(...xs), 0)}`,
+          'mesh spread': spreadOf(xs),
           tasks: perClient * n * REPEATS,
           'duplicate runs': dup.duplicates,
           'duplicates per 10k': round((dup.duplicates * 10_000) / Math.max(1, dup.runs), 2),
@@ -265,7 +244,7 @@ export async function benchSched(): Promise<Row[]> {
         rows.push({
           measure: `BullMQ jobs completed per second, ${n} worker process(es) x ${CONCURRENCY}, ${n} producer(s)`,
           brokered: round(median(bs), 0),
-          'brokered spread': `${round(Math.min(...bs), 0)}-${round(Math.max(...bs), 0)}`,
+          'brokered spread': spreadOf(bs),
           'ratio mesh/brokered': round(median(xs) / median(bs), 2),
           'duplicate runs': dupB.duplicates,
         });

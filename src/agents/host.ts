@@ -474,7 +474,7 @@ export class AgentHost implements Service, AgentControl {
     for (const sup of this.sups.values()) {
       const exec = sup.running.get(t.id);
       if (exec === undefined) continue;
-      if (!(this.heldHere(t) && t.assignee === sup.id && t.epoch === exec.attempt)) {
+      if (!(this.heldHere(t) && t.assignee === sup.id && t.epoch === exec.epoch)) {
         const why =
           t.status === 'CANCELLED'
             ? 'the task was cancelled'
@@ -575,8 +575,7 @@ export class AgentHost implements Service, AgentControl {
 
   private execute(sup: AgentSupervisor, t: TaskView): void {
     const controller = new AbortController();
-    // `attempt` holds the epoch: what fences this execution's writes.
-    const exec: Execution = { taskId: t.id, attempt: t.epoch, controller, done: Promise.resolve() };
+    const exec: Execution = { taskId: t.id, epoch: t.epoch, controller, done: Promise.resolve() };
     sup.running.set(t.id, exec);
     this.markChanged(sup, false);
     exec.done = this.run(sup, t, controller).finally(() => {

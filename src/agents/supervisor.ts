@@ -7,7 +7,8 @@ import { AgentError, AgentErrorCode, ExecutionError, toExecutionError } from './
 /** One running task of an agent. */
 export interface Execution {
   taskId: string;
-  attempt: number;
+  /** The task's epoch this node holds: what fences the execution's writes. */
+  epoch: number;
   controller: AbortController;
   done: Promise<void>;
 }

@@ -391,3 +391,13 @@ export class EventStream {
     this.abort.abort();
   }
 }
+
+/** Waits (bounded) until task `id` is COMPLETED, FAILED or CANCELLED on `node`; returns it. */
+export function taskEnded<T extends { status: string }>(node: MeshProcess, id: string, timeoutMs = 15_000): Promise<T> {
+  return until(
+    () => node.get<T>(`/v1/tasks/${id}`),
+    (t) => ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status),
+    timeoutMs,
+    `task ${id} to settle on ${node.options.name}`,
+  );
+}

@@ -12,6 +12,7 @@ import {
   until,
   waitFor,
   writeAgentsFile,
+  taskEnded,
 } from '../helpers/mesh-process.js';
 
 interface Task {
@@ -113,14 +114,8 @@ describe('exec agents', { timeout: 60_000 }, () => {
     assert.equal(created.status, 201, `create ${id}: ${JSON.stringify(created.body)}`);
   }
 
-  function settled(node: MeshProcess, id: string, timeoutMs = 15_000): Promise<Task> {
-    return until(
-      () => node.get<Task>(`/v1/tasks/${id}`),
-      (t) => ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status),
-      timeoutMs,
-      `task ${id} to settle on ${node.options.name}`,
-    );
-  }
+  const settled = (node: MeshProcess, id: string, timeoutMs?: number): Promise<Task> =>
+    taskEnded<Task>(node, id, timeoutMs);
 
   it('runs a task assigned on another node and reports the script output, its stderr and the stats there', async () => {
     const before = await a.get<Agent>('/v1/agents/worker');

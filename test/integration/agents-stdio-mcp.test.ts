@@ -13,6 +13,7 @@ import {
   until,
   waitFor,
   writeAgentsFile,
+  taskEnded,
 } from '../helpers/mesh-process.js';
 
 interface Task {
@@ -96,14 +97,8 @@ describe('stdio and MCP agents', { timeout: 60_000 }, () => {
     assert.equal(created.status, 201, `create ${id}: ${JSON.stringify(created.body)}`);
   }
 
-  function settled(node: MeshProcess, id: string, timeoutMs = 15_000): Promise<Task> {
-    return until(
-      () => node.get<Task>(`/v1/tasks/${id}`),
-      (t) => ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status),
-      timeoutMs,
-      `task ${id} to settle on ${node.options.name}`,
-    );
-  }
+  const settled = (node: MeshProcess, id: string, timeoutMs?: number): Promise<Task> =>
+    taskEnded<Task>(node, id, timeoutMs);
 
   it('the example stdio agent runs two tasks at once, with progress and log visible on the other node', async () => {
     const texts = { 'wc-1': 'the quick brown fox\njumps', 'wc-2': 'one two three four five six' };
