@@ -1,6 +1,6 @@
 import { AgentError, type AgentErrorCode } from '../agents/errors.js';
 import { RegistryError } from '../registry/errors.js';
-import { PolicyError } from '../replica/errors.js';
+import { PolicyError, ReplicaError, ReplicaErrorCode } from '../replica/errors.js';
 import { TaskError } from '../tasks/errors.js';
 import { MeshError } from '../util/errors.js';
 
@@ -20,6 +20,11 @@ export const ApiErrorCode = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   /** A replica policy refused the change (ownership, immutability, caps); `reason` says which. */
   POLICY_REJECTED: 'POLICY_REJECTED',
+  /**
+   * Too many writes in flight, or the store too far behind: nothing was changed, retry after the
+   * `Retry-After` header's seconds.
+   */
+  OVERLOADED: 'OVERLOADED',
   /** Anything unexpected; details stay in the server log. */
   INTERNAL: 'INTERNAL',
   /** Start-up refused: the API would listen beyond loopback without a token. */
@@ -39,6 +44,7 @@ export const API_HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   UNAUTHORIZED: 401,
   POLICY_REJECTED: 409,
+  OVERLOADED: 429,
   INTERNAL: 500,
   TOKEN_REQUIRED: 500,
   INVALID_OPTIONS: 500,
@@ -127,6 +133,10 @@ export function toErrorResponse(err: unknown): ErrorResponse {
       body: body(ApiErrorCode.POLICY_REJECTED, err.message, { reason: err.reason }),
       internal: false,
     };
+  }
+  if (err instanceof ReplicaError && err.code === ReplicaErrorCode.OVERLOADED) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: 429, body: body(ApiErrorCode.OVERLOADED, err.message, extra), internal: false };
   }
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;

@@ -31,6 +31,8 @@ interface StartFlags {
   agentHeartbeatMs?: number;
   leaseMs?: number;
   claimGraceMs?: number;
+  maxInflightWrites?: number;
+  maxPendingWrites?: number;
 }
 
 function parseHostPort(v: string): { host: string; port: number } {
@@ -70,6 +72,12 @@ function nodeOptions(cmd: Command): Command {
     .addOption(
       new Option('--claim-grace-ms <ms>', 'wait per place in the rendezvous order').argParser(positiveInt).hideHelp(),
     )
+    .option('--max-inflight-writes <n>', 'API writes in progress before new ones get 429', positiveInt)
+    .addOption(
+      new Option('--max-pending-writes <n>', 'records behind the store before writes get 429')
+        .argParser(positiveInt)
+        .hideHelp(),
+    )
     .addOption(new Option('--agent-heartbeat-ms <ms>', 'agent liveness interval').argParser(positiveInt).hideHelp())
     .addOption(new Option('--faults', 'enable the test-only fault switch').hideHelp())
     .addOption(new Option('--heartbeat-ms <ms>', 'node heartbeat interval').argParser(positiveInt).hideHelp())
@@ -94,7 +102,11 @@ async function runNode(flags: StartFlags, join: string[]): Promise<number> {
     // The fault switch (tests only) before the API, which exposes it when it is there.
     services: [
       ...(flags.faults ? [faultSwitch()] : []),
-      httpApi({ ...flags.api, ...(flags.token ? { token: flags.token } : {}) }),
+      httpApi({
+        ...flags.api,
+        ...(flags.token ? { token: flags.token } : {}),
+        ...(flags.maxInflightWrites ? { maxInflightWrites: flags.maxInflightWrites } : {}),
+      }),
     ],
     mdns: flags.mdns ?? false,
     meshName: flags.mesh,
@@ -106,6 +118,7 @@ async function runNode(flags: StartFlags, join: string[]): Promise<number> {
     ...(flags.agentHeartbeatMs ? { agentHeartbeatMs: flags.agentHeartbeatMs } : {}),
     ...(flags.heartbeatMs ? { heartbeatMs: flags.heartbeatMs } : {}),
     ...(flags.syncStrategy ? { syncStrategy: flags.syncStrategy } : {}),
+    ...(flags.maxPendingWrites ? { maxPendingWrites: flags.maxPendingWrites } : {}),
   };
   if (flags.psk) options.psk = validatePsk(await readFile(flags.psk));
   const { MeshNode } = await import('../node/mesh-node.js');

@@ -8,7 +8,7 @@ import { AgentRegistry, agentView } from '../registry/agents.js';
 import { nodeSchema } from '../registry/node-schema.js';
 import { type Delta, DurableReplica, Replica } from '../replica/index.js';
 import { DurableStore } from '../store/index.js';
-import { DeltaGossip, DeltaLog, SyncProtocol, SyncScheduler } from '../sync/index.js';
+import { DeltaGossip, DeltaLog, DeltaPush, SyncProtocol, SyncScheduler } from '../sync/index.js';
 import { TaskBoard, taskView } from '../tasks/tasks.js';
 import { Emitter } from '../util/emitter.js';
 import { VERSION } from '../util/version.js';
@@ -56,6 +56,8 @@ export class MeshNode implements NodeInfo {
   private _durable: DurableReplica | undefined;
   private _host: MeshHost | undefined;
   private _gossip: DeltaGossip | undefined;
+  private _push: DeltaPush | undefined;
+  private _deltaLog: DeltaLog | undefined;
   private _sync: SyncProtocol | undefined;
   private _scheduler: SyncScheduler | undefined;
   private _membership: MembershipView | undefined;
@@ -96,6 +98,9 @@ export class MeshNode implements NodeInfo {
   get gossip(): DeltaGossip {
     return required(this._gossip, 'gossip');
   }
+  get push(): DeltaPush {
+    return required(this._push, 'push');
+  }
   get sync(): SyncProtocol {
     return required(this._sync, 'sync');
   }
@@ -133,7 +138,10 @@ export class MeshNode implements NodeInfo {
   /** A durable local mutation, published to the mesh once it is on disk. */
   async mutate(key: string, build: (current: RecordState, schema: AnyRecordSchema) => RecordState): Promise<Delta> {
     const delta = await this.durable.mutate(key, build);
-    this.gossip.publish(delta);
+    const wire = this.replica.deltaToWire(delta);
+    required(this._deltaLog, 'delta log').add(delta.origin, delta.seq, wire);
+    this.push.publish(wire);
+    this.gossip.publish(wire);
     return delta;
   }
 
@@ -165,6 +173,7 @@ export class MeshNode implements NodeInfo {
     this._replica = replica;
     const { durable, loaded } = await DurableReplica.open(replica, o.dataDir);
     this._durable = durable;
+    if (o.maxPendingWrites !== undefined) durable.maxPending = o.maxPendingWrites;
     this.stack.push({ name: 'store', stop: () => durable.close() });
     this.log.info({ loaded, nodeId }, 'replica loaded');
 
@@ -185,8 +194,10 @@ export class MeshNode implements NodeInfo {
     this._host = host;
     this.stack.push({ name: 'host', stop: () => host.stop() });
 
+    const meshName = o.meshName ?? 'default';
     const deltaLog = new DeltaLog();
-    const sync = await this.use('sync', new SyncProtocol({ replica, host, deltaLog }));
+    this._deltaLog = deltaLog;
+    const sync = await this.use('sync', new SyncProtocol({ replica, host, deltaLog, meshName }));
     this._sync = sync;
     const scheduler = new SyncScheduler({
       protocol: sync,
@@ -196,25 +207,31 @@ export class MeshNode implements NodeInfo {
       ...(o.syncMaxIntervalMs ? { maxIntervalMs: o.syncMaxIntervalMs } : {}),
     });
     this._scheduler = scheduler;
-    this._gossip = await this.use(
-      'gossip',
-      new DeltaGossip({
-        replica,
-        pubsub: host.pubsub,
-        topic: `agentmesh/${o.meshName ?? 'default'}/deltas/1`,
-        deltaLog,
-        batchMs: o.gossipBatchMs ?? 0,
-        onGap: (_origin, peer) => scheduler.gap(peer),
-      }),
-    );
-    await this.use('sync-scheduler', scheduler);
-
     const heartbeatMs = o.heartbeatMs ?? 1000;
     const membership = await this.use(
       'membership',
       new MembershipView({ selfId: nodeId, heartbeatIntervalMs: heartbeatMs }),
     );
     this._membership = membership;
+    const push = await this.use(
+      'push',
+      new DeltaPush({ replica, host, meshName, deltaLog, onGap: (_origin, peer) => scheduler.gap(peer) }),
+    );
+    this._push = push;
+    this._gossip = await this.use(
+      'gossip',
+      new DeltaGossip({
+        replica,
+        pubsub: host.pubsub,
+        topic: `agentmesh/${meshName}/deltas/1`,
+        deltaLog,
+        batchMs: o.gossipBatchMs ?? 0,
+        onGap: (_origin, peer) => scheduler.gap(peer),
+        // Gossip only for members that no push stream reaches (a mesh not fully connected).
+        needed: () => membership.peers().some((p) => p.state !== 'dead' && !push.reaches(p.id)),
+      }),
+    );
+    await this.use('sync-scheduler', scheduler);
     const offConnect = host.on('peer:connect', (p) => membership.connected(p, true));
     const offDisconnect = host.on('peer:disconnect', (p) => membership.connected(p, false));
     this.stack.push({
@@ -441,12 +458,27 @@ export class MeshNode implements NodeInfo {
     out.gossip_messages_received_total = g.messagesReceived;
     out.gossip_bytes_received_total = g.bytesReceived;
     out.gossip_deltas_applied_total = g.deltasApplied;
+    out.gossip_batches_skipped_total = g.batchesSkipped;
+    const p = this.push.stats;
+    out.push_links_opened_total = p.linksOpened;
+    out.push_peers_unsupported_total = p.peersUnsupported;
+    out.push_link_failures_total = p.linkFailures;
+    out.push_links_overflowed_total = p.linksOverflowed;
+    out.push_frames_sent_total = p.framesSent;
+    out.push_deltas_sent_total = p.deltasSent;
+    out.push_bytes_sent_total = p.bytesSent;
+    out.push_frames_received_total = p.messagesReceived;
+    out.push_bytes_received_total = p.bytesReceived;
+    out.push_deltas_applied_total = p.deltasApplied;
+    for (const [reason, n] of Object.entries(p.rejectedMessages)) out[`push_rejected_frames_${reason}_total`] = n;
+    for (const [reason, n] of Object.entries(p.rejectedDeltas)) out[`push_rejected_deltas_${reason}_total`] = n;
     for (const [reason, n] of Object.entries(g.rejectedMessages)) out[`gossip_rejected_messages_${reason}_total`] = n;
     for (const [reason, n] of Object.entries(g.rejectedDeltas)) out[`gossip_rejected_deltas_${reason}_total`] = n;
     const s = this.sync.stats;
     out.sync_initiated_total = s.initiated;
     out.sync_served_total = s.served;
     out.sync_failures_total = s.failures;
+    out.sync_peers_unsupported_total = s.unsupported;
     for (const [reason, n] of Object.entries(s.rejectedRecords)) out[`sync_rejected_records_${reason}_total`] = n;
     for (const [strategy, n] of Object.entries(s.sessions)) out[`sync_sessions_${strategy}_total`] = n;
     for (const [phase, st] of Object.entries(s.byPhase)) {
@@ -461,6 +493,7 @@ export class MeshNode implements NodeInfo {
     const st = this.durable.store.stats;
     out.store_batches_total = st.batches;
     out.store_ops_total = st.ops;
+    out.store_writes_refused_overloaded_total = this.durable.refusedOverloaded;
     const ps = this.host.pubsub.stats();
     out.pubsub_received_total = ps.received;
     out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;
