@@ -7,7 +7,12 @@ import { type TestBackend, testBackend } from '../helpers/api-backend.js';
 
 const T = { timeout: 15_000 };
 
-async function post(base: string, path: string, json: unknown): Promise<{ status: number; json: any; text: string }> {
+async function post(
+  base: string,
+  path: string,
+  json: unknown,
+): // eslint-disable-next-line @typescript-eslint/no-explicit-any
+Promise<{ status: number; json: any; text: string }> {
   const res = await fetch(base + path, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -69,7 +74,7 @@ describe('HTTP API: POST /v1/batch', T, () => {
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.ok, 2, r.text);
     assert.equal(r.json.failed, 4);
-    const codes = r.json.results.map((x: any) => (x.ok ? 'ok' : x.error.code));
+    const codes = r.json.results.map((x: { ok: boolean; error?: { code: string } }) => (x.ok ? 'ok' : x.error?.code));
     assert.equal(codes[0], 'ok');
     assert.equal(codes[1], 'INVALID_INPUT');
     assert.match(r.json.results[1].error.message, /^ops\.1\.id: /);
