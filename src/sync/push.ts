@@ -20,8 +20,9 @@ import { DeltaIngest, type IngestStats } from './ingest.js';
  * receiver sees the gap in the sender's seqs at its next delta).
  *
  * Wire: `/agentmesh/<mesh>/push/1`, one stream per direction per peer pair, length-prefixed frames
- * (see net/stream.ts); a frame is a codec-encoded array of delta wires, or empty (a keep-alive,
- * sent after `keepaliveMs` of silence so the receiver can tell a dead stream from a quiet one).
+ * (see net/stream.ts); a frame is a codec-encoded array of delta wires; an empty array is a
+ * keep-alive, sent after `keepaliveMs` of silence so the receiver can tell a dead stream from a
+ * quiet one.
  */
 export const pushProtocol = (mesh: string): string => `/agentmesh/${mesh}/push/1`;
 
@@ -59,6 +60,8 @@ export interface PushStats extends IngestStats {
 }
 
 const REOPEN_MIN_MS = 250;
+/** A keep-alive is an empty batch (the framing drops empty frames). */
+const KEEPALIVE = encode([]);
 const REOPEN_MAX_MS = 30_000;
 
 /** One outbound stream to one peer, with the frames it has not taken yet. */
@@ -309,7 +312,7 @@ export class DeltaPush {
     const now = Date.now();
     for (const link of this.links.values()) {
       if (link.session !== undefined && !link.pumping && now - link.lastSentAt >= this.keepaliveMs) {
-        this.enqueue(link, new Uint8Array(0));
+        this.enqueue(link, KEEPALIVE);
       }
     }
   }
@@ -319,7 +322,6 @@ export class DeltaPush {
     for (;;) {
       const frame = await session.receiveOrEnd();
       if (frame === undefined) return;
-      if (frame.length === 0) continue;
       const outcome = this.ingest.ingest(frame, remote, remote);
       if (outcome.kind === 'rejected') {
         this.log.warn(
