@@ -87,6 +87,42 @@ describe('write path: push streams, batches, back-pressure', { timeout: 120_000 
     );
   });
 
+  it('a node no push stream reaches still gets every write, relayed by gossip through a common peer', async () => {
+    const a = await new MeshProcess({ name: 'ra', extraArgs: ['--heartbeat-ms', '300'] }).start();
+    nodes.push(a);
+    const b = await new MeshProcess({ name: 'rb', join: [a.addr], extraArgs: ['--heartbeat-ms', '300'] }).start();
+    nodes.push(b);
+    const c = await new MeshProcess({ name: 'rc', join: [b.addr], extraArgs: ['--heartbeat-ms', '300'] }).start();
+    nodes.push(c);
+    await waitFor(
+      async () => (await Promise.all([a, b, c].map((n) => n.get<unknown[]>('/v1/peers')))).every((p) => p.length === 2),
+      20_000,
+      'every node to know the two others',
+    );
+    // a and c refuse each other; both keep b.
+    assert.equal((await a.call('POST', '/v1/admin/partition', { peers: [c.id] })).status, 200);
+    assert.equal((await c.call('POST', '/v1/admin/partition', { peers: [a.id] })).status, 200);
+    const events = await EventStream.open(c, ['agent']);
+    try {
+      const relayedBefore = await metric(c, 'gossip_deltas_applied_total');
+      for (let i = 0; i < 20; i++) {
+        assert.equal((await a.call('PUT', `/v1/agents/relay-${i}`, { name: `r${i}`, type: 'relay' })).status, 200);
+      }
+      await waitFor(
+        () => new Set(events.events.filter((e) => e.id.startsWith('relay-')).map((e) => e.id)).size === 20,
+        20_000,
+        "all of a's writes at c",
+      );
+      assert.ok(
+        (await metric(c, 'gossip_deltas_applied_total')) > relayedBefore,
+        'some arrived by gossip through b (not only by anti-entropy)',
+      );
+      assert.ok((await metric(a, 'gossip_deltas_published_total')) > 0, 'a published on gossip: c is out of reach');
+    } finally {
+      events.close();
+    }
+  });
+
   it('nodes of two meshes that connect never exchange a record', async () => {
     const red = await new MeshProcess({ name: 'red', extraArgs: ['--mesh', 'red'] }).start();
     nodes.push(red);
