@@ -134,7 +134,9 @@ export interface FaultResponse {
 }
 
 export interface HealthResponse {
-  ok: true;
+  ok: boolean;
+  /** Present when not ok: what keeps the node from accepting writes (503). */
+  problems?: Array<{ code: string; message: string; since?: number }>;
 }
 
 // --- local agents (the agent host) ----------------------------------------------------------------

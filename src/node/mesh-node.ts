@@ -7,7 +7,7 @@ import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/in
 import { AgentRegistry, agentView } from '../registry/agents.js';
 import { nodeSchema } from '../registry/node-schema.js';
 import { type Delta, DurableReplica, Replica } from '../replica/index.js';
-import { DurableStore } from '../store/index.js';
+import { DurableStore, isStoreError } from '../store/index.js';
 import { DeltaGossip, DeltaLog, SyncProtocol, SyncScheduler } from '../sync/index.js';
 import { TaskBoard, taskView } from '../tasks/tasks.js';
 import { Emitter } from '../util/emitter.js';
@@ -16,7 +16,7 @@ import { type Logger, logger } from '../util/log.js';
 import { DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
 import { meshFenced, meshPolicy, meshSchemaFor } from './schemas.js';
 import type { NodeComponents, Service, ServiceFactory } from './service.js';
-import type { CounterSnapshot, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
+import type { CounterSnapshot, HealthReport, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
 
 export { VERSION };
 
@@ -260,7 +260,12 @@ export class MeshNode implements NodeInfo {
 
     await this.writeNodeRecord(true);
     const beat = setInterval(() => {
-      this.writeNodeRecord(false).catch((err: unknown) => this.log.warn({ err }, 'heartbeat failed'));
+      this.writeNodeRecord(false).catch((err: unknown) => {
+        // A failing store is reported once, by the store and in /v1/health; not every second here.
+        if (isStoreError(err, 'STORE_FULL') || isStoreError(err, 'STORE_IO'))
+          this.log.debug({ err }, 'heartbeat failed');
+        else this.log.warn({ err }, 'heartbeat failed');
+      });
     }, heartbeatMs);
     beat.unref();
     this.stack.push({ name: 'heartbeat', stop: () => clearInterval(beat) });
@@ -375,6 +380,19 @@ export class MeshNode implements NodeInfo {
     return this.membership.isReachable(nodeId);
   }
 
+  health(): HealthReport {
+    const problems: HealthReport['problems'] = [];
+    const store = this.durable.health();
+    if (!store.ok) {
+      problems.push({
+        code: store.code ?? 'STORE_IO',
+        message: store.message ?? 'writes to the store fail',
+        ...(store.since !== undefined ? { since: store.since } : {}),
+      });
+    }
+    return { ok: problems.length === 0, problems };
+  }
+
   status(): NodeStatus {
     const tree = this.replica.merkle();
     const peers = this.membership.peers();
@@ -461,6 +479,8 @@ export class MeshNode implements NodeInfo {
     const st = this.durable.store.stats;
     out.store_batches_total = st.batches;
     out.store_ops_total = st.ops;
+    out.store_failed_batches_total = st.failedBatches;
+    out.store_writable = this.durable.health().ok ? 1 : 0;
     const ps = this.host.pubsub.stats();
     out.pubsub_received_total = ps.received;
     out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;

@@ -38,6 +38,20 @@ export interface MeshEvent {
   at: number;
 }
 
+/** Why a node cannot do its job right now (`GET /v1/health` answers 503 with these). */
+export interface HealthProblem {
+  /** `STORE_FULL`, `STORE_IO`, `CLOCK_SKEW`. */
+  code: string;
+  message: string;
+  /** Wall ms since when. */
+  since?: number;
+}
+
+export interface HealthReport {
+  ok: boolean;
+  problems: HealthProblem[];
+}
+
 /** A flat name -> value snapshot of the node's counters, exported as Prometheus metrics. */
 export type CounterSnapshot = Record<string, number>;
 
@@ -50,4 +64,6 @@ export interface NodeInfo {
   /** Subscribes to record changes; returns the unsubscribe function. */
   onEvent(listener: (event: MeshEvent) => void): () => void;
   counters(): CounterSnapshot;
+  /** Whether the node can accept writes; absent means always healthy (test backends). */
+  health?(): HealthReport;
 }
