@@ -1,4 +1,5 @@
 import { AgentError, type AgentErrorCode } from '../agents/errors.js';
+import { ClockSkewError } from '../membership/clock-sync.js';
 import { RegistryError } from '../registry/errors.js';
 import { PolicyError } from '../replica/errors.js';
 import { StoreError } from '../store/errors.js';
@@ -132,6 +133,10 @@ export function toErrorResponse(err: unknown): ErrorResponse {
     if (status >= 500) return internal();
     const extra = err.details === undefined ? {} : { details: err.details };
     return { status, body: body(err.code, err.message, extra), internal: false };
+  }
+  if (err instanceof ClockSkewError) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: 503, body: body(err.code, err.message, extra), internal: false };
   }
   if (err instanceof StoreError && STORE_HTTP_STATUS[err.code] !== undefined) {
     const message =

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
-import { MembershipView } from '../membership/index.js';
+import { ClockSkewError, ClockSync, MembershipView } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
 import { nodeSchema } from '../registry/node-schema.js';
@@ -59,6 +59,7 @@ export class MeshNode implements NodeInfo {
   private _sync: SyncProtocol | undefined;
   private _scheduler: SyncScheduler | undefined;
   private _membership: MembershipView | undefined;
+  private _clockSync: ClockSync | undefined;
   private _agents: AgentRegistry | undefined;
   private _tasks: TaskBoard | undefined;
   private _apiUrl = '';
@@ -130,8 +131,18 @@ export class MeshNode implements NodeInfo {
     return this.services.get(name) as S | undefined;
   }
 
-  /** A durable local mutation, published to the mesh once it is on disk. */
+  /** Clock offsets to peers and this node's skew verdict. */
+  get clockSync(): ClockSync {
+    return required(this._clockSync, 'clock sync');
+  }
+
+  /**
+   * A durable local mutation, published to the mesh once it is on disk. Refused with CLOCK_SKEW
+   * while this node's clock runs ahead of most of its peers beyond the drift bound: they would
+   * refuse the write, so acknowledging it would promise what the mesh will not keep.
+   */
   async mutate(key: string, build: (current: RecordState, schema: AnyRecordSchema) => RecordState): Promise<Delta> {
+    this._clockSync?.assertWritable();
     const delta = await this.durable.mutate(key, build);
     this.gossip.publish(delta);
     return delta;
@@ -209,6 +220,17 @@ export class MeshNode implements NodeInfo {
     );
     await this.use('sync-scheduler', scheduler);
 
+    this._clockSync = await this.use(
+      'clock-sync',
+      new ClockSync({
+        host,
+        meshName: o.meshName ?? 'default',
+        log: logger('mesh:clock'),
+        maxDriftMs: replica.clock.maxDriftMs,
+        ...(o.clockSyncIntervalMs !== undefined ? { intervalMs: o.clockSyncIntervalMs } : {}),
+      }),
+    );
+
     const heartbeatMs = o.heartbeatMs ?? 1000;
     const membership = await this.use(
       'membership',
@@ -261,9 +283,11 @@ export class MeshNode implements NodeInfo {
     await this.writeNodeRecord(true);
     const beat = setInterval(() => {
       this.writeNodeRecord(false).catch((err: unknown) => {
-        // A failing store is reported once, by the store and in /v1/health; not every second here.
-        if (isStoreError(err, 'STORE_FULL') || isStoreError(err, 'STORE_IO'))
-          this.log.debug({ err }, 'heartbeat failed');
+        // A failing store or a skewed clock is reported once when it starts (and in /v1/health),
+        // not every second here.
+        const reported =
+          isStoreError(err, 'STORE_FULL') || isStoreError(err, 'STORE_IO') || err instanceof ClockSkewError;
+        if (reported) this.log.debug({ err }, 'heartbeat failed');
         else this.log.warn({ err }, 'heartbeat failed');
       });
     }, heartbeatMs);
@@ -390,6 +414,13 @@ export class MeshNode implements NodeInfo {
         ...(store.since !== undefined ? { since: store.since } : {}),
       });
     }
+    if (this._clockSync?.skewed) {
+      const offset = this._clockSync.selfOffsetMs();
+      problems.push({
+        code: 'CLOCK_SKEW',
+        message: `this node's clock runs ${offset ?? '?'} ms ahead of most of its peers (bound ${this._clockSync.maxDriftMs} ms); writes are refused`,
+      });
+    }
     return { ok: problems.length === 0, problems };
   }
 
@@ -415,6 +446,8 @@ export class MeshNode implements NodeInfo {
       versionVector: this.replica.versionVector().toJSON(),
       uptimeMs: Date.now() - this.startedAt,
       startedAt: this.startedAt,
+      clockOffsetMs: this._clockSync?.selfOffsetMs() ?? null,
+      clockSkewed: this._clockSync?.skewed ?? false,
     };
   }
 
@@ -437,6 +470,7 @@ export class MeshNode implements NodeInfo {
         addresses: v?.addresses ?? [],
         lastHeartbeat: v?.heartbeat ?? null,
         api: v?.api ?? null,
+        clockOffsetMs: this._clockSync?.peer(id)?.offsetMs ?? null,
       };
     });
   }
@@ -486,6 +520,11 @@ export class MeshNode implements NodeInfo {
     out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;
     out.pubsub_rejected_by_validator_total = ps.rejectedByValidator;
     out.peers_connected = this.host.connectedPeers().length;
+    const cs = this.clockSync.stats;
+    out.clock_measurements_total = cs.measurements;
+    out.clock_measurement_failures_total = cs.failures;
+    out.clock_skew_refused_writes_total = cs.refusedWrites;
+    out.clock_skewed = this.clockSync.skewed ? 1 : 0;
     for (const service of this.services.values()) Object.assign(out, service.counters?.());
     return out;
   }

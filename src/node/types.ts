@@ -10,6 +10,8 @@ export interface PeerView {
   addresses: string[];
   lastHeartbeat: number | null;
   api: string | null;
+  /** The peer's clock minus ours in ms, as last measured (null: not measured). */
+  clockOffsetMs?: number | null;
 }
 
 export interface NodeStatus {
@@ -24,6 +26,10 @@ export interface NodeStatus {
   versionVector: Record<string, number>;
   uptimeMs: number;
   startedAt: number;
+  /** This node's clock minus the median of its peers' in ms (null: no peer measured). */
+  clockOffsetMs?: number | null;
+  /** True while this node runs ahead of most peers beyond the drift bound (writes refused). */
+  clockSkewed?: boolean;
 }
 
 /** One change applied to a record, local or remote: what `GET /v1/events` streams. */
