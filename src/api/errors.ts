@@ -1,6 +1,8 @@
 import { AgentError, type AgentErrorCode } from '../agents/errors.js';
+import { ClockSkewError } from '../membership/clock-sync.js';
 import { RegistryError } from '../registry/errors.js';
 import { PolicyError, ReplicaError, ReplicaErrorCode } from '../replica/errors.js';
+import { StoreError } from '../store/errors.js';
 import { TaskError } from '../tasks/errors.js';
 import { MeshError } from '../util/errors.js';
 
@@ -94,6 +96,17 @@ function body(code: string, message: string, extra: Omit<ErrorBody['error'], 'co
   return { error: { code, message, ...extra } };
 }
 
+/**
+ * The store's errors that reach the API through a write: the node could not make it durable, so
+ * it was not acknowledged. A full disk is 507 Insufficient Storage; other I/O failures (and a
+ * store closing under the request) are 503: retry later or elsewhere.
+ */
+const STORE_HTTP_STATUS: Readonly<Record<string, number>> = {
+  STORE_FULL: 507,
+  STORE_IO: 503,
+  STORE_CLOSED: 503,
+};
+
 /** The HTTP status of the agent host's errors that reach the API (agent control). */
 const AGENT_HTTP_STATUS: Partial<Record<AgentErrorCode, number>> = {
   NOT_LOCAL: 404,
@@ -126,6 +139,17 @@ export function toErrorResponse(err: unknown): ErrorResponse {
     if (status >= 500) return internal();
     const extra = err.details === undefined ? {} : { details: err.details };
     return { status, body: body(err.code, err.message, extra), internal: false };
+  }
+  if (err instanceof ClockSkewError) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: 503, body: body(err.code, err.message, extra), internal: false };
+  }
+  if (err instanceof StoreError && STORE_HTTP_STATUS[err.code] !== undefined) {
+    const message =
+      err.code === 'STORE_FULL'
+        ? 'the node is out of disk space; the write was not acknowledged'
+        : 'the node cannot write to its store right now; the write was not acknowledged';
+    return { status: STORE_HTTP_STATUS[err.code] as number, body: body(err.code, message), internal: false };
   }
   if (err instanceof PolicyError) {
     return {

@@ -31,6 +31,7 @@ export class ApiMetrics {
   readonly sseClients: Gauge;
   readonly sseDropped: Counter;
   readonly sseEvents: Counter;
+  readonly sseGaps: Counter;
   /** Sanitized name -> the raw counter name it shows, and its metric. */
   private readonly nodeMetrics = new Map<string, { raw: string; counter: boolean; metric: Counter | Gauge }>();
   private readonly own: ReadonlySet<string>;
@@ -63,6 +64,11 @@ export class ApiMetrics {
     this.sseEvents = new Counter({
       name: 'agentmesh_api_sse_events_total',
       help: 'Events written to event-stream clients',
+      registers: [this.registry],
+    });
+    this.sseGaps = new Counter({
+      name: 'agentmesh_api_sse_gaps_total',
+      help: 'Event-stream resumptions that could not replay everything missed (a gap event was sent)',
       registers: [this.registry],
     });
     this.own = new Set(this.registry.getMetricsAsArray().map((m) => m.name));

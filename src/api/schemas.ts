@@ -128,7 +128,10 @@ export interface BatchResponse {
 export const EVENT_KINDS = ['agent', 'task', 'node'] as const satisfies readonly MeshEvent['kind'][];
 export type EventKind = (typeof EVENT_KINDS)[number];
 
-/** `GET /v1/events?kind=agent` or `?kind=agent,task`: only those kinds (default: all). */
+/**
+ * `GET /v1/events?kind=agent` or `?kind=agent,task`: only those kinds (default: all).
+ * `lastEventId`: resume after this id, for clients that cannot send the `Last-Event-ID` header.
+ */
 export const eventsQuerySchema = z.strictObject({
   kind: queryParam(
     z
@@ -137,6 +140,7 @@ export const eventsQuerySchema = z.strictObject({
       .transform((s) => s.split(','))
       .pipe(z.array(z.enum(EVENT_KINDS)).min(1)),
   ),
+  lastEventId: queryParam(z.string().max(64)),
 });
 export type EventsQuery = z.infer<typeof eventsQuerySchema>;
 
@@ -163,7 +167,9 @@ export interface FaultResponse {
 }
 
 export interface HealthResponse {
-  ok: true;
+  ok: boolean;
+  /** Present when not ok: what keeps the node from accepting writes (503). */
+  problems?: Array<{ code: string; message: string; since?: number }>;
 }
 
 // --- local agents (the agent host) ----------------------------------------------------------------

@@ -45,8 +45,19 @@ export interface ApiServerOptions {
    * with Retry-After, instead of queueing in memory without bound (default 4096).
    */
   maxInflightWrites?: number | undefined;
-  /** Event-stream tuning (defaults: 1 MiB per-client buffer, 15 s heartbeat). */
-  sse?: { maxBufferBytes?: number | undefined; heartbeatMs?: number | undefined } | undefined;
+  /**
+   * Event-stream tuning (defaults: 1 MiB per-client buffer, 15 s heartbeat; a replay window of
+   * 10,000 events / 8 MiB kept 10 min after the last client left).
+   */
+  sse?:
+    | {
+        maxBufferBytes?: number | undefined;
+        heartbeatMs?: number | undefined;
+        windowEvents?: number | undefined;
+        windowBytes?: number | undefined;
+        retainIdleMs?: number | undefined;
+      }
+    | undefined;
 }
 
 export interface ApiServer {
@@ -161,6 +172,11 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
     sse: {
       maxBufferBytes: options.sse?.maxBufferBytes ?? DEFAULT_SSE_BUFFER_BYTES,
       heartbeatMs: options.sse?.heartbeatMs ?? DEFAULT_SSE_HEARTBEAT_MS,
+    },
+    eventLog: {
+      ...(options.sse?.windowEvents !== undefined ? { maxEvents: options.sse.windowEvents } : {}),
+      ...(options.sse?.windowBytes !== undefined ? { maxBytes: options.sse.windowBytes } : {}),
+      ...(options.sse?.retainIdleMs !== undefined ? { retainIdleMs: options.sse.retainIdleMs } : {}),
     },
   };
 

@@ -33,6 +33,7 @@ export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
       isReachable: (id) => c.info.isReachable(id),
       onEvent: (listener) => c.info.onEvent(listener),
       counters: () => c.info.counters(),
+      health: () => c.info.health?.() ?? { ok: true, problems: [] },
     };
     return {
       name: API_SERVICE,

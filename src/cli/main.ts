@@ -95,6 +95,11 @@ async function runNode(flags: StartFlags, join: string[]): Promise<number> {
     console.error(`mesh: ${(err as Error).message}`);
     return 1;
   }
+  if (flags.faults) {
+    // Test-only: a wall clock off by MESH_TEST_CLOCK_OFFSET_MS (clock-skew tests).
+    const { applyTestClockOffset } = await import('../testing/clock.js');
+    applyTestClockOffset();
+  }
   const options: MeshNodeOptions = {
     dataDir: flags.data,
     join,

@@ -2,12 +2,12 @@ import { hostname } from 'node:os';
 import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
-import { MembershipView } from '../membership/index.js';
+import { ClockSkewError, ClockSync, MembershipView } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
 import { nodeSchema } from '../registry/node-schema.js';
 import { type Delta, DurableReplica, Replica } from '../replica/index.js';
-import { DurableStore } from '../store/index.js';
+import { DurableStore, isStoreError } from '../store/index.js';
 import { DeltaGossip, DeltaLog, DeltaPush, SyncProtocol, SyncScheduler } from '../sync/index.js';
 import { TaskBoard, taskView } from '../tasks/tasks.js';
 import { Emitter } from '../util/emitter.js';
@@ -16,7 +16,7 @@ import { type Logger, logger } from '../util/log.js';
 import { DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
 import { meshFenced, meshPolicy, meshSchemaFor } from './schemas.js';
 import type { NodeComponents, Service, ServiceFactory } from './service.js';
-import type { CounterSnapshot, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
+import type { CounterSnapshot, HealthReport, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
 
 export { VERSION };
 
@@ -61,6 +61,7 @@ export class MeshNode implements NodeInfo {
   private _sync: SyncProtocol | undefined;
   private _scheduler: SyncScheduler | undefined;
   private _membership: MembershipView | undefined;
+  private _clockSync: ClockSync | undefined;
   private _agents: AgentRegistry | undefined;
   private _tasks: TaskBoard | undefined;
   private _apiUrl = '';
@@ -135,8 +136,18 @@ export class MeshNode implements NodeInfo {
     return this.services.get(name) as S | undefined;
   }
 
-  /** A durable local mutation, published to the mesh once it is on disk. */
+  /** Clock offsets to peers and this node's skew verdict. */
+  get clockSync(): ClockSync {
+    return required(this._clockSync, 'clock sync');
+  }
+
+  /**
+   * A durable local mutation, published to the mesh once it is on disk. Refused with CLOCK_SKEW
+   * while this node's clock runs ahead of most of its peers beyond the drift bound: they would
+   * refuse the write, so acknowledging it would promise what the mesh will not keep.
+   */
   async mutate(key: string, build: (current: RecordState, schema: AnyRecordSchema) => RecordState): Promise<Delta> {
+    this._clockSync?.assertWritable();
     const delta = await this.durable.mutate(key, build);
     const wire = this.replica.deltaToWire(delta);
     required(this._deltaLog, 'delta log').add(delta.origin, delta.seq, wire);
@@ -207,6 +218,17 @@ export class MeshNode implements NodeInfo {
       ...(o.syncMaxIntervalMs ? { maxIntervalMs: o.syncMaxIntervalMs } : {}),
     });
     this._scheduler = scheduler;
+    this._clockSync = await this.use(
+      'clock-sync',
+      new ClockSync({
+        host,
+        meshName: o.meshName ?? 'default',
+        log: logger('mesh:clock'),
+        maxDriftMs: replica.clock.maxDriftMs,
+        ...(o.clockSyncIntervalMs !== undefined ? { intervalMs: o.clockSyncIntervalMs } : {}),
+      }),
+    );
+
     const heartbeatMs = o.heartbeatMs ?? 1000;
     const membership = await this.use(
       'membership',
@@ -277,7 +299,14 @@ export class MeshNode implements NodeInfo {
 
     await this.writeNodeRecord(true);
     const beat = setInterval(() => {
-      this.writeNodeRecord(false).catch((err: unknown) => this.log.warn({ err }, 'heartbeat failed'));
+      this.writeNodeRecord(false).catch((err: unknown) => {
+        // A failing store or a skewed clock is reported once when it starts (and in /v1/health),
+        // not every second here.
+        const reported =
+          isStoreError(err, 'STORE_FULL') || isStoreError(err, 'STORE_IO') || err instanceof ClockSkewError;
+        if (reported) this.log.debug({ err }, 'heartbeat failed');
+        else this.log.warn({ err }, 'heartbeat failed');
+      });
     }, heartbeatMs);
     beat.unref();
     this.stack.push({ name: 'heartbeat', stop: () => clearInterval(beat) });
@@ -392,6 +421,26 @@ export class MeshNode implements NodeInfo {
     return this.membership.isReachable(nodeId);
   }
 
+  health(): HealthReport {
+    const problems: HealthReport['problems'] = [];
+    const store = this.durable.health();
+    if (!store.ok) {
+      problems.push({
+        code: store.code ?? 'STORE_IO',
+        message: store.message ?? 'writes to the store fail',
+        ...(store.since !== undefined ? { since: store.since } : {}),
+      });
+    }
+    if (this._clockSync?.skewed) {
+      const offset = this._clockSync.selfOffsetMs();
+      problems.push({
+        code: 'CLOCK_SKEW',
+        message: `this node's clock runs ${offset ?? '?'} ms ahead of most of its peers (bound ${this._clockSync.maxDriftMs} ms); writes are refused`,
+      });
+    }
+    return { ok: problems.length === 0, problems };
+  }
+
   status(): NodeStatus {
     const tree = this.replica.merkle();
     const peers = this.membership.peers();
@@ -414,6 +463,8 @@ export class MeshNode implements NodeInfo {
       versionVector: this.replica.versionVector().toJSON(),
       uptimeMs: Date.now() - this.startedAt,
       startedAt: this.startedAt,
+      clockOffsetMs: this._clockSync?.selfOffsetMs() ?? null,
+      clockSkewed: this._clockSync?.skewed ?? false,
     };
   }
 
@@ -436,6 +487,7 @@ export class MeshNode implements NodeInfo {
         addresses: v?.addresses ?? [],
         lastHeartbeat: v?.heartbeat ?? null,
         api: v?.api ?? null,
+        clockOffsetMs: this._clockSync?.peer(id)?.offsetMs ?? null,
       };
     });
   }
@@ -494,11 +546,18 @@ export class MeshNode implements NodeInfo {
     out.store_batches_total = st.batches;
     out.store_ops_total = st.ops;
     out.store_writes_refused_overloaded_total = this.durable.refusedOverloaded;
+    out.store_failed_batches_total = st.failedBatches;
+    out.store_writable = this.durable.health().ok ? 1 : 0;
     const ps = this.host.pubsub.stats();
     out.pubsub_received_total = ps.received;
     out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;
     out.pubsub_rejected_by_validator_total = ps.rejectedByValidator;
     out.peers_connected = this.host.connectedPeers().length;
+    const cs = this.clockSync.stats;
+    out.clock_measurements_total = cs.measurements;
+    out.clock_measurement_failures_total = cs.failures;
+    out.clock_skew_refused_writes_total = cs.refusedWrites;
+    out.clock_skewed = this.clockSync.skewed ? 1 : 0;
     for (const service of this.services.values()) Object.assign(out, service.counters?.());
     return out;
   }

@@ -20,6 +20,8 @@ export interface MeshNodeOptions {
   heartbeatMs?: number;
   /** Remote clock readings further ahead than this are refused (ms). Default 60000. */
   maxClockDriftMs?: number;
+  /** How often clock offsets to connected peers are measured (ms). Default 30000. */
+  clockSyncIntervalMs?: number;
   /** The agents this node runs (see `mesh start --agents FILE`). */
   agents?: AgentDefinition[];
   /** Most agents this node hosts at once (definitions plus API-started ones). Default 64. */

@@ -10,6 +10,8 @@ export interface PeerView {
   addresses: string[];
   lastHeartbeat: number | null;
   api: string | null;
+  /** The peer's clock minus ours in ms, as last measured (null: not measured). */
+  clockOffsetMs?: number | null;
 }
 
 export interface NodeStatus {
@@ -24,6 +26,10 @@ export interface NodeStatus {
   versionVector: Record<string, number>;
   uptimeMs: number;
   startedAt: number;
+  /** This node's clock minus the median of its peers' in ms (null: no peer measured). */
+  clockOffsetMs?: number | null;
+  /** True while this node runs ahead of most peers beyond the drift bound (writes refused). */
+  clockSkewed?: boolean;
 }
 
 /** One change applied to a record, local or remote: what `GET /v1/events` streams. */
@@ -38,6 +44,20 @@ export interface MeshEvent {
   at: number;
 }
 
+/** Why a node cannot do its job right now (`GET /v1/health` answers 503 with these). */
+export interface HealthProblem {
+  /** `STORE_FULL`, `STORE_IO`, `CLOCK_SKEW`. */
+  code: string;
+  message: string;
+  /** Wall ms since when. */
+  since?: number;
+}
+
+export interface HealthReport {
+  ok: boolean;
+  problems: HealthProblem[];
+}
+
 /** A flat name -> value snapshot of the node's counters, exported as Prometheus metrics. */
 export type CounterSnapshot = Record<string, number>;
 
@@ -50,4 +70,6 @@ export interface NodeInfo {
   /** Subscribes to record changes; returns the unsubscribe function. */
   onEvent(listener: (event: MeshEvent) => void): () => void;
   counters(): CounterSnapshot;
+  /** Whether the node can accept writes; absent means always healthy (test backends). */
+  health?(): HealthReport;
 }

@@ -6,7 +6,14 @@ import type { RouteContext } from './context.js';
 export function nodeRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const { backend, metrics } = ctx;
 
-  app.get('/v1/health', async (): Promise<HealthResponse> => ({ ok: true }));
+  // 503 when the node cannot accept writes (full disk, I/O errors, clock skew), with the reasons:
+  // a load balancer or supervisor then stops sending it writes.
+  app.get('/v1/health', async (_request, reply): Promise<HealthResponse> => {
+    const h = backend.health?.();
+    if (h === undefined || h.ok) return { ok: true };
+    void reply.code(503);
+    return { ok: false, problems: h.problems };
+  });
 
   app.get('/v1/status', async () => backend.status());
 
