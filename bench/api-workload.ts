@@ -98,6 +98,8 @@ export interface WriterSummary {
   failed: number;
   /** Open loop: writes that were due but not sent, because the client's in-flight cap was reached. */
   notSent: number;
+  /** Open loop: the most any write went out after its due time (ms). */
+  lateMs: number;
   /** Status 404 on POST /v1/batch: the build has no batch route. */
   batchMissing?: boolean;
   errors: string[];

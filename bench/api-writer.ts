@@ -184,6 +184,8 @@ class SlotWorkload {
 type Send = (slot: number, ops: Op[]) => Promise<boolean[]>;
 
 const REQUEST_TIMEOUT_MS = 30_000;
+/** Open loop: past the window's end by this much, writes still due are counted as not sent. */
+const LATE_LIMIT_MS = 30_000;
 
 /** Mesh transport: node:http with one keep-alive agent per node. */
 function meshTransport(cfg: WriterConfig, errors: string[], flags: { batchMissing: boolean }): Send {
@@ -287,6 +289,9 @@ async function main(): Promise<void> {
   let failed = 0;
   let notSent = 0;
   let inFlight = 0;
+  /** Open loop: the latest a write went out after its due time (ms), and writes taken in turn. */
+  let late = 0;
+  let scheduled = 0;
 
   /** Sends one request (one write, or one batch) for `slot`; false if no write was available. */
   const fire = (slot: (typeof slots)[number]): Promise<void> | undefined => {
@@ -330,22 +335,27 @@ async function main(): Promise<void> {
   if (cfg.rate !== undefined) {
     // Open loop: write k is due at start + k / rate, whatever is still in flight, so a slow
     // system cannot slow the offered load down; writes are dealt to the slots in turn.
+    // Every write due within the window is sent, late if this process fell behind (it shares
+    // the CPU with the nodes); how late is reported, since latency runs from the actual send.
     const cap = cfg.maxInFlight ?? 5000;
-    let k = 0;
-    while (now() < end) {
+    const total = Math.floor((cfg.durationMs * cfg.rate) / 1000);
+    const hardStop = end + LATE_LIMIT_MS;
+    for (let k = 0; k < total && now() < hardStop; k++) {
       const due = start + (k * 1000) / cfg.rate;
       const wait = due - now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      if (now() >= end) break;
+      else if (k % 64 === 0) await new Promise((r) => setImmediate(r)); // let responses in while catching up
+      late = Math.max(late, now() - due);
       const slot = slots[k % slots.length] as (typeof slots)[number];
-      k++;
       if (inFlight >= cap) notSent++;
       else {
         const p = fire(slot);
         if (p === undefined) notSent++;
         else track(p);
       }
+      scheduled++;
     }
+    notSent += total - scheduled;
   } else {
     // Closed loop: `inFlight` requests per slot, each starting the next when it ends.
     const loop = async (slot: (typeof slots)[number]): Promise<void> => {
@@ -366,6 +376,7 @@ async function main(): Promise<void> {
     acked,
     failed,
     notSent,
+    lateMs: late,
     errors,
     start,
     end: stop,
