@@ -143,7 +143,7 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
   // JSON only: any other body type gets 415 rather than reaching a handler as a string.
   app.removeContentTypeParser('text/plain');
 
-  const metrics = new ApiMetrics(() => backend.counters());
+  const metrics = new ApiMetrics(() => backend.metrics());
   const ctx: RouteContext = {
     backend,
     metrics,

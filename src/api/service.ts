@@ -32,7 +32,7 @@ export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
       peers: () => c.info.peers(),
       isReachable: (id) => c.info.isReachable(id),
       onEvent: (listener) => c.info.onEvent(listener),
-      counters: () => c.info.counters(),
+      metrics: () => c.info.metrics(),
     };
     return {
       name: API_SERVICE,
