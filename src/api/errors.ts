@@ -1,4 +1,5 @@
 import { AgentError, type AgentErrorCode } from '../agents/errors.js';
+import { ControlError, type ControlErrorCode } from '../control/errors.js';
 import { RegistryError } from '../registry/errors.js';
 import { PolicyError } from '../replica/errors.js';
 import { TaskError } from '../tasks/errors.js';
@@ -96,6 +97,17 @@ const AGENT_HTTP_STATUS: Partial<Record<AgentErrorCode, number>> = {
   HOOK_FAILED: 502,
 };
 
+/**
+ * The HTTP status of mesh-wide agent control's errors. Not internal errors, whatever the status:
+ * the client needs to know the hosting node is unreachable (503) or slow (504), and which.
+ */
+const CONTROL_HTTP_STATUS: Record<ControlErrorCode, number> = {
+  AGENT_NOT_FOUND: 404,
+  AGENT_NODE_UNREACHABLE: 503,
+  AGENT_CONTROL_TIMEOUT: 504,
+  AGENT_CONTROL_FAILED: 502,
+};
+
 function internal(): ErrorResponse {
   return { status: 500, body: body(ApiErrorCode.INTERNAL, 'internal error'), internal: true };
 }
@@ -120,6 +132,10 @@ export function toErrorResponse(err: unknown): ErrorResponse {
     if (status >= 500) return internal();
     const extra = err.details === undefined ? {} : { details: err.details };
     return { status, body: body(err.code, err.message, extra), internal: false };
+  }
+  if (err instanceof ControlError) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: CONTROL_HTTP_STATUS[err.code], body: body(err.code, err.message, extra), internal: false };
   }
   if (err instanceof PolicyError) {
     return {

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
+import { agentControl } from '../control/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState, wallOf } from '../crdt/index.js';
 import { MembershipView } from '../membership/index.js';
@@ -268,6 +269,7 @@ export class MeshNode implements NodeInfo {
         ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
         ...(o.claimGraceMs !== undefined ? { graceMs: o.claimGraceMs } : {}),
       }),
+      agentControl(),
       ...(o.services ?? []),
     ];
     for (const factory of factories) {
