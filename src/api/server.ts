@@ -18,6 +18,7 @@ import { agentRoutes } from './routes/agents.js';
 import type { RouteContext } from './routes/context.js';
 import { eventRoutes } from './routes/events.js';
 import { nodeRoutes } from './routes/node.js';
+import { openApiRoutes } from './routes/openapi.js';
 import { taskRoutes } from './routes/tasks.js';
 import { DEFAULT_SSE_BUFFER_BYTES, DEFAULT_SSE_HEARTBEAT_MS } from './sse.js';
 
@@ -186,11 +187,14 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
     send(reply, new ApiError(ApiErrorCode.NOT_FOUND, `no route ${request.method} ${request.url.split('?')[0]}`));
   });
 
+  // First: it records every route registered after it, for the OpenAPI document.
+  const describeRoutes = openApiRoutes(app, ctx, { auth: options.token !== undefined });
   nodeRoutes(app, ctx);
   agentRoutes(app, ctx);
   taskRoutes(app, ctx);
   const streams = eventRoutes(app, ctx);
   if (backend.faults !== undefined) adminRoutes(app, ctx, backend.faults);
+  describeRoutes();
 
   // Connections that have not sent a request yet (clients open them ahead of time) have no
   // response to wait for, but would hold close() until the client's idle timeout: track them.
