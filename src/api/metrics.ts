@@ -22,6 +22,12 @@ export function metricName(raw: string): string | undefined {
   return snake === undefined ? undefined : `${NODE_METRIC_PREFIX}${snake.replace(/^_(?=[0-9])/, '')}`;
 }
 
+const LINT_FAILING_DEFAULTS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 /** API write operations timed from the request to the durable acknowledgement. */
 export type WriteOp = 'task_create' | 'task_patch' | 'task_cancel' | 'agent_put' | 'agent_delete';
 
@@ -102,6 +108,9 @@ export class ApiMetrics {
 
   constructor(private readonly families: () => MetricFamily[]) {
     collectDefaultMetrics({ register: this.registry });
+    // prom-client exports these sums as gauges named `_total`, which Prometheus reserves for
+    // counters (promtool's lint refuses them); the per-type gauges they sum stay.
+    for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
     this.requests = new Counter({
       name: 'agentmesh_api_http_requests_total',
       help: 'HTTP API requests by method, route template and status',
