@@ -2,7 +2,7 @@ import { encodeMsgpack } from '../codec/index.js';
 import type { AnyRecordSchema, RecordState } from '../crdt/index.js';
 import { agentSchema } from '../registry/agent-schema.js';
 import { nodeSchema } from '../registry/node-schema.js';
-import { entryHash, type Replica, sha256Into, toHex } from '../replica/index.js';
+import { entryHashInto, type Replica, sha256Into, toHex } from '../replica/index.js';
 
 /**
  * Fields left out of the state digest because they change all the time without anyone changing
@@ -25,19 +25,24 @@ const DIGEST_BYTES = 16;
  * arrived in, and it is maintained incrementally: a change marks its key, and reading the digest
  * rehashes the marked keys only (XOR the old hash out, the new one in).
  *
- * Cost (measured by test/unit/state-digest.test.ts on the 2-vCPU dev VM): the first read over
- * 10,000 task records takes about 25 ms (it reuses the Merkle leaf digests the replica keeps
- * anyway, so it is one entry hash per record); a read after one change takes microseconds.
- * Records of kinds with liveness fields (agents, nodes: tens to hundreds) are re-encoded without
- * those fields and hashed, ~10 us each.
+ * Cost, measured once on the shared 2-vCPU dev VM (load average ~15, so upper-end figures) with
+ * 10,000 task records and 100 agents in a replica: the first read takes 55-110 ms (one entry hash
+ * per record, reusing the Merkle leaf digests the replica keeps anyway, whose own flush took
+ * ~300 ms on the same data; plus re-encoding the agents without their liveness); a read after one
+ * change takes 15-85 us. Hashes live in one pooled byte array (16 bytes a record), not in objects.
  *
  * XOR of hashes is a fine checksum between honest nodes; it is not meant to resist a member
  * crafting records to collide (that member could write the state it wants anyway).
  */
 export class StateDigest {
-  private readonly hashes = new Map<string, bigint>();
+  /** Key -> its slot in `pool`, where its 16-byte hash is kept (so that it can be XORed out). */
+  private readonly slots = new Map<string, number>();
+  private pool = new Uint8Array(DIGEST_BYTES * 1024);
+  private readonly free: number[] = [];
+  private used = 0;
+  private readonly acc = new Uint8Array(DIGEST_BYTES);
+  private readonly scratch = new Uint8Array(DIGEST_BYTES);
   private readonly dirty = new Set<string>();
-  private acc = 0n;
   private primed = false;
   private readonly off: () => void;
 
@@ -58,21 +63,42 @@ export class StateDigest {
       for (const key of this.replica.keys()) this.dirty.add(key);
       this.primed = true;
     }
-    for (const key of this.dirty) {
-      const old = this.hashes.get(key);
-      if (old !== undefined) this.acc ^= old;
-      const h = this.recordHash(key);
-      if (h === undefined) this.hashes.delete(key);
-      else {
-        this.hashes.set(key, h);
-        this.acc ^= h;
-      }
-    }
+    for (const key of this.dirty) this.rehash(key);
     this.dirty.clear();
-    return this.acc.toString(16).padStart(DIGEST_BYTES * 2, '0');
+    return toHex(this.acc);
   }
 
-  private recordHash(key: string): bigint | undefined {
+  private rehash(key: string): void {
+    let slot = this.slots.get(key);
+    if (slot !== undefined) this.xor(slot);
+    if (!this.recordHash(key, this.scratch)) {
+      if (slot !== undefined) {
+        this.slots.delete(key);
+        this.free.push(slot);
+      }
+      return;
+    }
+    if (slot === undefined) {
+      slot = this.free.pop() ?? this.used++;
+      if ((slot + 1) * DIGEST_BYTES > this.pool.length) {
+        const bigger = new Uint8Array(this.pool.length * 2);
+        bigger.set(this.pool);
+        this.pool = bigger;
+      }
+      this.slots.set(key, slot);
+    }
+    this.pool.set(this.scratch, slot * DIGEST_BYTES);
+    this.xor(slot);
+  }
+
+  /** acc ^= the hash in `slot`. */
+  private xor(slot: number): void {
+    const at = slot * DIGEST_BYTES;
+    for (let i = 0; i < DIGEST_BYTES; i++) this.acc[i] = (this.acc[i] as number) ^ (this.pool[at + i] as number);
+  }
+
+  /** Writes the record's hash into `out`; false when the record is gone. */
+  private recordHash(key: string, out: Uint8Array): boolean {
     const kind = key.slice(0, key.indexOf('/'));
     const skip = LIVENESS_FIELDS[kind];
     let digest: Uint8Array | undefined;
@@ -83,7 +109,9 @@ export class StateDigest {
       const state = this.replica.get(key);
       if (state !== undefined) digest = withoutFields(this.replica.schemaOf(key), state, skip);
     }
-    return digest === undefined ? undefined : BigInt(`0x${toHex(entryHash(key, digest))}`);
+    if (digest === undefined) return false;
+    entryHashInto(key, digest, out, 0);
+    return true;
   }
 }
 
