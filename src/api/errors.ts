@@ -1,5 +1,6 @@
 import { AgentError, type AgentErrorCode } from '../agents/errors.js';
 import { ClockSkewError } from '../membership/clock-sync.js';
+import { ControlError, type ControlErrorCode } from '../control/errors.js';
 import { RegistryError } from '../registry/errors.js';
 import { PolicyError, ReplicaError, ReplicaErrorCode } from '../replica/errors.js';
 import { StoreError } from '../store/errors.js';
@@ -115,6 +116,17 @@ const AGENT_HTTP_STATUS: Partial<Record<AgentErrorCode, number>> = {
   HOOK_FAILED: 502,
 };
 
+/**
+ * The HTTP status of mesh-wide agent control's errors. Not internal errors, whatever the status:
+ * the client needs to know the hosting node is unreachable (503) or slow (504), and which.
+ */
+const CONTROL_HTTP_STATUS: Record<ControlErrorCode, number> = {
+  AGENT_NOT_FOUND: 404,
+  AGENT_NODE_UNREACHABLE: 503,
+  AGENT_CONTROL_TIMEOUT: 504,
+  AGENT_CONTROL_FAILED: 502,
+};
+
 function internal(): ErrorResponse {
   return { status: 500, body: body(ApiErrorCode.INTERNAL, 'internal error'), internal: true };
 }
@@ -150,6 +162,10 @@ export function toErrorResponse(err: unknown): ErrorResponse {
         ? 'the node is out of disk space; the write was not acknowledged'
         : 'the node cannot write to its store right now; the write was not acknowledged';
     return { status: STORE_HTTP_STATUS[err.code] as number, body: body(err.code, message), internal: false };
+  }
+  if (err instanceof ControlError) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: CONTROL_HTTP_STATUS[err.code], body: body(err.code, err.message, extra), internal: false };
   }
   if (err instanceof PolicyError) {
     return {

@@ -19,6 +19,7 @@ import { batchRoutes } from './routes/batch.js';
 import type { RouteContext } from './routes/context.js';
 import { eventRoutes } from './routes/events.js';
 import { nodeRoutes } from './routes/node.js';
+import { openApiRoutes } from './routes/openapi.js';
 import { taskRoutes } from './routes/tasks.js';
 import { DEFAULT_SSE_BUFFER_BYTES, DEFAULT_SSE_HEARTBEAT_MS } from './sse.js';
 
@@ -164,7 +165,7 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
   // JSON only: any other body type gets 415 rather than reaching a handler as a string.
   app.removeContentTypeParser('text/plain');
 
-  const metrics = new ApiMetrics(() => backend.counters());
+  const metrics = new ApiMetrics(() => backend.metrics());
   const ctx: RouteContext = {
     backend,
     metrics,
@@ -230,12 +231,15 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
     send(reply, new ApiError(ApiErrorCode.NOT_FOUND, `no route ${request.method} ${request.url.split('?')[0]}`));
   });
 
+  // First: it records every route registered after it, for the OpenAPI document.
+  const describeRoutes = openApiRoutes(app, ctx, { auth: options.token !== undefined });
   nodeRoutes(app, ctx);
   agentRoutes(app, ctx);
   taskRoutes(app, ctx);
   batchRoutes(app, ctx);
   const streams = eventRoutes(app, ctx);
   if (backend.faults !== undefined) adminRoutes(app, ctx, backend.faults);
+  describeRoutes();
 
   // Connections that have not sent a request yet (clients open them ahead of time) have no
   // response to wait for, but would hold close() until the client's idle timeout: track them.

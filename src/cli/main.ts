@@ -8,6 +8,7 @@ import { DEFAULT_API, DEFAULT_DATA_DIR, type MeshNodeOptions } from '../node/opt
 import { faultSwitch } from '../testing/fault-switch.js';
 import { isStoreError } from '../store/index.js';
 import { setLogLevel } from '../util/log.js';
+import { mcpCommand } from '../mcp/command.js';
 import { clientCommands } from './client.js';
 
 const require = createRequire(import.meta.url);
@@ -204,6 +205,7 @@ export function buildProgram(): Command {
       console.log(file);
     });
   clientCommands(program);
+  mcpCommand(program);
   return program;
 }
 

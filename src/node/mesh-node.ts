@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
+import { agentControl } from '../control/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
-import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
+import { HybridClock, type AnyRecordSchema, type RecordState, wallOf } from '../crdt/index.js';
 import { ClockSkewError, ClockSync, MembershipView } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
@@ -13,10 +14,13 @@ import { TaskBoard, taskView } from '../tasks/tasks.js';
 import { Emitter } from '../util/emitter.js';
 import { VERSION } from '../util/version.js';
 import { type Logger, logger } from '../util/log.js';
+import { HistogramRecorder, LATENCY_BUCKETS, type MetricFamily, MetricSet } from '../util/metrics.js';
+import { Census } from './census.js';
 import { DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
 import { meshFenced, meshPolicy, meshSchemaFor } from './schemas.js';
 import type { NodeComponents, Service, ServiceFactory } from './service.js';
-import type { CounterSnapshot, HealthReport, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
+import { StateDigest } from './state-digest.js';
+import type { HealthReport, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
 
 export { VERSION };
 
@@ -65,6 +69,10 @@ export class MeshNode implements NodeInfo {
   private _agents: AgentRegistry | undefined;
   private _tasks: TaskBoard | undefined;
   private _apiUrl = '';
+  private _digest: StateDigest | undefined;
+  private _census: Census | undefined;
+  /** Remote delta's write time (its newest HLC wall time) -> applied here, by record kind. */
+  private readonly applyLag = new HistogramRecorder(LATENCY_BUCKETS, ['kind']);
 
   constructor(options: MeshNodeOptions) {
     this.options = options;
@@ -269,10 +277,22 @@ export class MeshNode implements NodeInfo {
     const agents = this._agents;
     this._tasks = new TaskBoard({ replica, mutate, ownerOf: (id) => agents.get(id)?.owner });
 
-    const offChange = replica.events.on('change', (e) =>
-      this.onChange(e.key, e.state, e.incoming, e.origin ?? null, e.local),
-    );
+    const offChange = replica.events.on('change', (e) => {
+      if (e.via === 'delta') this.observeApplyLag(e.key, e.schema, e.incoming);
+      this.onChange(e.key, e.state, e.incoming, e.origin ?? null, e.local);
+    });
     this.stack.push({ name: 'change-events', stop: offChange });
+    const digest = new StateDigest(replica);
+    const census = new Census(replica);
+    this._digest = digest;
+    this._census = census;
+    this.stack.push({
+      name: 'state-views',
+      stop: () => {
+        digest.close();
+        census.close();
+      },
+    });
 
     // The services: one factory and one line each. The agent host is part of every node; the
     // embedder's (the CLI's HTTP API, a test's fault switch) follow in the order given.
@@ -288,6 +308,7 @@ export class MeshNode implements NodeInfo {
         ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
         ...(o.claimGraceMs !== undefined ? { graceMs: o.claimGraceMs } : {}),
       }),
+      agentControl(),
       ...(o.services ?? []),
     ];
     for (const factory of factories) {
@@ -382,6 +403,25 @@ export class MeshNode implements NodeInfo {
     });
   }
 
+  /**
+   * How long a remote write took to reach this node: now minus the wall time of the newest HLC
+   * timestamp the delta carries (its write time). Deltas without timestamps (counter increments)
+   * say nothing. Clock skew between the nodes shifts the value by the skew (bounded by the drift
+   * limit); a negative one (the writer's clock ahead of ours) counts as 0.
+   */
+  private observeApplyLag(key: string, schema: AnyRecordSchema, incoming: RecordState): void {
+    let newest = 0;
+    schema.visit(incoming, {
+      writer: () => {},
+      timestamp: (t) => {
+        if (t > newest) newest = t;
+      },
+    });
+    if (newest === 0) return;
+    const lagMs = Math.max(0, Date.now() - wallOf(newest));
+    this.applyLag.observe(lagMs / 1000, { kind: key.slice(0, key.indexOf('/')) });
+  }
+
   private onChange(
     key: string,
     state: RecordState,
@@ -465,6 +505,9 @@ export class MeshNode implements NodeInfo {
       startedAt: this.startedAt,
       clockOffsetMs: this._clockSync?.selfOffsetMs() ?? null,
       clockSkewed: this._clockSync?.skewed ?? false,
+      mesh: this.options.meshName ?? 'default',
+      private: this.options.psk !== undefined,
+      stateDigest: required(this._digest, 'state digest').hex(),
     };
   }
 
@@ -492,74 +535,162 @@ export class MeshNode implements NodeInfo {
     });
   }
 
-  counters(): CounterSnapshot {
-    const out: CounterSnapshot = {};
+  metrics(): MetricFamily[] {
+    const m = new MetricSet();
     const r = this.replica.stats;
-    out.replica_keys = this.replica.size;
-    out.replica_local_mutations_total = r.localMutations;
-    out.replica_deltas_applied_total = r.deltasApplied;
-    out.replica_deltas_unchanged_total = r.deltasUnchanged;
-    out.replica_deltas_duplicate_total = r.deltasDuplicate;
-    out.replica_records_merged_total = r.recordsMerged;
-    out.replica_rejected_total = r.rejected;
-    for (const [reason, n] of Object.entries(r.rejectedByReason)) out[`replica_rejected_${reason}_total`] = n;
+    m.gauge('replica_keys', 'Records in the replica', this.replica.size);
+    m.counter('replica_local_mutations_total', 'Mutations made by this node', r.localMutations);
+    m.counter('replica_deltas_applied_total', 'Remote deltas that changed a record', r.deltasApplied);
+    m.counter('replica_deltas_unchanged_total', 'Remote deltas that changed nothing', r.deltasUnchanged);
+    m.counter('replica_deltas_duplicate_total', 'Remote deltas seen before', r.deltasDuplicate);
+    m.counter('replica_records_merged_total', 'Full records from sync that changed a record', r.recordsMerged);
+    m.counter(
+      'replica_rejected_total',
+      'Changes refused by policy or fenced off, by reason',
+      r.rejectedByReason,
+      'reason',
+    );
+    m.histogram(
+      'replica_apply_lag_seconds',
+      'Time from a remote write (its HLC wall time) to its delta applied here, by record kind',
+      this.applyLag,
+    );
     const g = this.gossip.stats;
-    out.gossip_messages_published_total = g.messagesPublished;
-    out.gossip_deltas_published_total = g.deltasPublished;
-    out.gossip_bytes_published_total = g.bytesPublished;
-    out.gossip_messages_received_total = g.messagesReceived;
-    out.gossip_bytes_received_total = g.bytesReceived;
-    out.gossip_deltas_applied_total = g.deltasApplied;
-    out.gossip_batches_skipped_total = g.batchesSkipped;
+    m.counter('gossip_messages_published_total', 'Gossip messages published', g.messagesPublished);
+    m.counter('gossip_deltas_published_total', 'Deltas published by gossip', g.deltasPublished);
+    m.counter('gossip_published_bytes_total', 'Bytes of gossip messages published', g.bytesPublished);
+    m.counter('gossip_publish_failures_total', 'Gossip publishes that failed', g.publishFailures);
+    m.counter('gossip_messages_received_total', 'Gossip messages received', g.messagesReceived);
+    m.counter('gossip_received_bytes_total', 'Bytes of gossip messages received', g.bytesReceived);
+    m.counter('gossip_deltas_applied_total', 'Gossiped deltas that changed a record', g.deltasApplied);
+    m.counter(
+      'gossip_rejected_messages_total',
+      'Gossip messages dropped whole, by reason',
+      g.rejectedMessages,
+      'reason',
+    );
+    m.counter('gossip_rejected_deltas_total', 'Gossiped deltas refused, by reason', g.rejectedDeltas, 'reason');
+    m.counter(
+      'gossip_batches_skipped_total',
+      'Delta batches not gossiped: push streams reached every member',
+      g.batchesSkipped,
+    );
     const p = this.push.stats;
-    out.push_links_opened_total = p.linksOpened;
-    out.push_peers_unsupported_total = p.peersUnsupported;
-    out.push_link_failures_total = p.linkFailures;
-    out.push_links_overflowed_total = p.linksOverflowed;
-    out.push_frames_sent_total = p.framesSent;
-    out.push_deltas_sent_total = p.deltasSent;
-    out.push_bytes_sent_total = p.bytesSent;
-    out.push_frames_received_total = p.messagesReceived;
-    out.push_bytes_received_total = p.bytesReceived;
-    out.push_deltas_applied_total = p.deltasApplied;
-    for (const [reason, n] of Object.entries(p.rejectedMessages)) out[`push_rejected_frames_${reason}_total`] = n;
-    for (const [reason, n] of Object.entries(p.rejectedDeltas)) out[`push_rejected_deltas_${reason}_total`] = n;
-    for (const [reason, n] of Object.entries(g.rejectedMessages)) out[`gossip_rejected_messages_${reason}_total`] = n;
-    for (const [reason, n] of Object.entries(g.rejectedDeltas)) out[`gossip_rejected_deltas_${reason}_total`] = n;
+    m.counter('push_links_opened_total', 'Push streams opened to peers', p.linksOpened);
+    m.counter(
+      'push_peers_unsupported_total',
+      'Connected peers that refused push streams (another mesh or version)',
+      p.peersUnsupported,
+    );
+    m.counter('push_link_failures_total', 'Push streams that failed or could not open', p.linkFailures);
+    m.counter(
+      'push_links_overflowed_total',
+      'Push streams dropped because the peer did not take its deltas',
+      p.linksOverflowed,
+    );
+    m.counter('push_frames_sent_total', 'Push frames sent', p.framesSent);
+    m.counter('push_deltas_sent_total', 'Deltas sent on push streams (one per peer)', p.deltasSent);
+    m.counter('push_sent_bytes_total', 'Bytes of push frames sent', p.bytesSent);
+    m.counter('push_frames_received_total', 'Push frames received', p.messagesReceived);
+    m.counter('push_received_bytes_total', 'Bytes of push frames received', p.bytesReceived);
+    m.counter('push_deltas_applied_total', 'Pushed deltas that changed a record', p.deltasApplied);
+    m.counter('push_rejected_frames_total', 'Push frames refused whole, by reason', p.rejectedMessages, 'reason');
+    m.counter('push_rejected_deltas_total', 'Pushed deltas refused, by reason', p.rejectedDeltas, 'reason');
     const s = this.sync.stats;
-    out.sync_initiated_total = s.initiated;
-    out.sync_served_total = s.served;
-    out.sync_failures_total = s.failures;
-    out.sync_peers_unsupported_total = s.unsupported;
-    for (const [reason, n] of Object.entries(s.rejectedRecords)) out[`sync_rejected_records_${reason}_total`] = n;
-    for (const [strategy, n] of Object.entries(s.sessions)) out[`sync_sessions_${strategy}_total`] = n;
-    for (const [phase, st] of Object.entries(s.byPhase)) {
-      out[`sync_${phase}_phases_total`] = st.sessions;
-      out[`sync_${phase}_bytes_sent_total`] = st.bytesSent;
-      out[`sync_${phase}_bytes_received_total`] = st.bytesReceived;
-      out[`sync_${phase}_rounds_total`] = st.rounds;
-      out[`sync_${phase}_records_sent_total`] = st.recordsSent;
-      out[`sync_${phase}_records_received_total`] = st.recordsReceived;
-    }
-    out.sync_interval_ms = this.scheduler.currentIntervalMs;
+    m.counter('sync_initiated_total', 'Anti-entropy sessions this node started', s.initiated);
+    m.counter('sync_served_total', 'Anti-entropy sessions this node served', s.served);
+    m.counter('sync_failures_total', 'Anti-entropy sessions that failed', s.failures);
+    m.counter(
+      'sync_peers_unsupported_total',
+      'Sync sessions a peer refused at negotiation (another mesh or version)',
+      s.unsupported,
+    );
+    m.counter('sync_rejected_records_total', 'Records from sync refused, by reason', s.rejectedRecords, 'reason');
+    m.counter('sync_sessions_total', 'Anti-entropy sessions by the strategy chosen', s.sessions, 'strategy');
+    const phases = Object.entries(s.byPhase);
+    const byPhase = (f: (st: (typeof phases)[number][1]) => number): Record<string, number> =>
+      Object.fromEntries(phases.map(([phase, st]) => [phase, f(st)]));
+    m.counter(
+      'sync_phases_total',
+      'Sync phases run (initiator side), by phase',
+      byPhase((x) => x.sessions),
+      'phase',
+    );
+    m.counter(
+      'sync_sent_bytes_total',
+      'Bytes sent by sync, by phase',
+      byPhase((x) => x.bytesSent),
+      'phase',
+    );
+    m.counter(
+      'sync_received_bytes_total',
+      'Bytes received by sync, by phase',
+      byPhase((x) => x.bytesReceived),
+      'phase',
+    );
+    m.counter(
+      'sync_rounds_total',
+      'Sync round trips, by phase',
+      byPhase((x) => x.rounds),
+      'phase',
+    );
+    m.counter(
+      'sync_records_sent_total',
+      'Records sent by sync, by phase',
+      byPhase((x) => x.recordsSent),
+      'phase',
+    );
+    m.counter(
+      'sync_records_received_total',
+      'Records received by sync, by phase',
+      byPhase((x) => x.recordsReceived),
+      'phase',
+    );
+    m.gauge('sync_interval_seconds', 'Current anti-entropy interval', this.scheduler.currentIntervalMs / 1000);
     const st = this.durable.store.stats;
-    out.store_batches_total = st.batches;
-    out.store_ops_total = st.ops;
-    out.store_writes_refused_overloaded_total = this.durable.refusedOverloaded;
-    out.store_failed_batches_total = st.failedBatches;
-    out.store_writable = this.durable.health().ok ? 1 : 0;
+    m.counter('store_batches_total', 'LevelDB write batches (group commits)', st.batches);
+    m.counter('store_ops_total', 'LevelDB operations written', st.ops);
+    m.counter('store_failed_batches_total', 'LevelDB write batches that failed', st.failedBatches);
+    m.gauge('store_writable', 'Whether writes reach disk (1) or fail (0)', this.durable.health().ok ? 1 : 0);
+    m.counter(
+      'store_writes_refused_overloaded_total',
+      'Local writes refused: the store too far behind',
+      this.durable.refusedOverloaded,
+    );
     const ps = this.host.pubsub.stats();
-    out.pubsub_received_total = ps.received;
-    out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;
-    out.pubsub_rejected_by_validator_total = ps.rejectedByValidator;
-    out.peers_connected = this.host.connectedPeers().length;
+    m.counter('pubsub_received_total', 'Pubsub messages received', ps.received);
+    m.counter(
+      'pubsub_rejected_total',
+      'Pubsub messages refused before delivery, by reason',
+      { too_large: ps.rejectedTooLarge, validator: ps.rejectedByValidator },
+      'reason',
+    );
     const cs = this.clockSync.stats;
-    out.clock_measurements_total = cs.measurements;
-    out.clock_measurement_failures_total = cs.failures;
-    out.clock_skew_refused_writes_total = cs.refusedWrites;
-    out.clock_skewed = this.clockSync.skewed ? 1 : 0;
-    for (const service of this.services.values()) Object.assign(out, service.counters?.());
-    return out;
+    m.counter('clock_measurements_total', 'Clock offset measurements of peers', cs.measurements);
+    m.counter('clock_measurement_failures_total', 'Clock offset measurements that failed', cs.failures);
+    m.counter(
+      'clock_skew_refused_writes_total',
+      'Local writes refused while this clock runs ahead of most peers',
+      cs.refusedWrites,
+    );
+    m.gauge(
+      'clock_skewed',
+      'Whether this clock runs ahead of most peers beyond the drift bound',
+      this.clockSync.skewed ? 1 : 0,
+    );
+    m.gauge('peers_connected', 'Peers with an open connection', this.host.connectedPeers().length);
+    const peerStates: Record<string, number> = { alive: 0, suspect: 0, dead: 0 };
+    for (const p of this.membership.peers()) peerStates[p.state] = (peerStates[p.state] ?? 0) + 1;
+    m.gauge('peers', 'Known peers by failure-detector state', peerStates, 'state');
+    const census = required(this._census, 'census').read();
+    m.gauge('tasks', 'Tasks in the replicated task board, by status', census.tasks, 'status');
+    m.gauge('agents', 'Agents in the replicated registry (not removed), by state', census.agents, 'state');
+    for (const service of this.services.values()) {
+      service.metrics?.(m);
+      const flat = service.counters?.();
+      if (flat !== undefined) m.flat(flat);
+    }
+    return m.toArray();
   }
 }
 

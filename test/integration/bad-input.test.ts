@@ -101,15 +101,27 @@ describe('bad input', { timeout: 120_000 }, () => {
       'the node to receive the messages',
     );
     await waitFor(
-      async () => (await metric(node, 'gossip_rejected_deltas_clock_drift_total')) >= 1,
+      async () => (await metric(node, 'gossip_rejected_deltas_total{reason="clock_drift"}')) >= 1,
       10_000,
       'clock drift counted',
     );
-    assert.ok((await metric(node, 'gossip_rejected_messages_deserialization_failed_total')) >= 1, 'malformed counted');
-    assert.ok((await metric(node, 'gossip_rejected_messages_checksum_mismatch_total')) >= 1, 'bit flip counted');
-    assert.ok((await metric(node, 'gossip_rejected_messages_origin_mismatch_total')) >= 1, 'origin mismatch counted');
-    assert.ok((await metric(node, 'gossip_rejected_deltas_not_owner_total')) >= 1, 'forged owner write counted');
-    assert.ok((await metric(node, 'pubsub_rejected_too_large_total')) >= 1, 'oversized counted');
+    assert.ok(
+      (await metric(node, 'gossip_rejected_messages_total{reason="deserialization_failed"}')) >= 1,
+      'malformed counted',
+    );
+    assert.ok(
+      (await metric(node, 'gossip_rejected_messages_total{reason="checksum_mismatch"}')) >= 1,
+      'bit flip counted',
+    );
+    assert.ok(
+      (await metric(node, 'gossip_rejected_messages_total{reason="origin_mismatch"}')) >= 1,
+      'origin mismatch counted',
+    );
+    assert.ok(
+      (await metric(node, 'gossip_rejected_deltas_total{reason="not_owner"}')) >= 1,
+      'forged owner write counted',
+    );
+    assert.ok((await metric(node, 'pubsub_rejected_total{reason="too_large"}')) >= 1, 'oversized counted');
     assert.equal((await node.call('GET', '/v1/agents/from-future')).status, 404);
     await unchanged();
   });
@@ -162,8 +174,8 @@ describe('bad input', { timeout: 120_000 }, () => {
     await s4.close();
     await waitFor(
       async () =>
-        (await metric(node, 'sync_rejected_records_not_owner_total')) >= 1 &&
-        (await metric(node, 'sync_rejected_records_clock_drift_total')) >= 1,
+        (await metric(node, 'sync_rejected_records_total{reason="not_owner"}')) >= 1 &&
+        (await metric(node, 'sync_rejected_records_total{reason="clock_drift"}')) >= 1,
       10_000,
       'forged and future records counted',
     );

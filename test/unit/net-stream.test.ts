@@ -180,7 +180,7 @@ describe('framed sessions', () => {
         await sleep(2_000, undefined, { signal: session.signal }).catch(() => undefined);
       });
 
-      const s1 = await client.openSession(server.peerId, PROTO, { signal: AbortSignal.timeout(300) });
+      const s1 = await client.openSession(server.peerId, PROTO, { signal: AbortSignal.timeout(1_000) });
       await s1.send(u8(1));
       // (Without the session signal this would end with STREAM_CLOSED when the handler returns after 2 s.)
       await assert.rejects(s1.receive(), (e) => isNetError(e, 'STREAM_TIMEOUT'));

@@ -13,7 +13,7 @@ import { parseInput, type RouteContext } from './context.js';
 
 /** The agent registry: list with filters, get, register or update (this node's agents), remove. */
 export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const { backend } = ctx;
+  const { backend, metrics } = ctx;
   const withReach = (a: AgentView): AgentResponse => ({ ...a, reachable: backend.isReachable(a.owner) });
 
   app.get('/v1/agents', async (request) => {
@@ -32,7 +32,7 @@ export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.put('/v1/agents/:id', async (request) => {
     const { id } = parseInput(agentParamsSchema, request.params, 'params');
     const input = parseInput(agentInputSchema, request.body, 'body');
-    return withReach(await backend.agents.upsert(id, input));
+    return withReach(await metrics.timeWrite('agent_put', () => backend.agents.upsert(id, input)));
   });
 
   // The owner's liveness report: writes only the small liveness register, never the profile, so
@@ -55,6 +55,6 @@ export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.delete('/v1/agents/:id', async (request) => {
     const { id } = parseInput(agentParamsSchema, request.params, 'params');
-    return withReach(await backend.agents.remove(id));
+    return withReach(await metrics.timeWrite('agent_delete', () => backend.agents.remove(id)));
   });
 }
