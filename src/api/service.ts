@@ -33,6 +33,9 @@ export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
       isReachable: (id) => c.info.isReachable(id),
       onEvent: (listener) => c.info.onEvent(listener),
       counters: () => c.info.counters(),
+      ...(c.info.forgetPeer
+        ? { forgetPeer: (id: string) => (c.info.forgetPeer as NonNullable<typeof c.info.forgetPeer>).call(c.info, id) }
+        : {}),
     };
     return {
       name: API_SERVICE,

@@ -50,4 +50,9 @@ export interface NodeInfo {
   /** Subscribes to record changes; returns the unsubscribe function. */
   onEvent(listener: (event: MeshEvent) => void): () => void;
   counters(): CounterSnapshot;
+  /**
+   * Forgets a dead peer (its node record is marked forgotten for every member); rejects with a
+   * RegistryError: PEER_ALIVE for a live or connected peer, NOT_FOUND for an unknown one.
+   */
+  forgetPeer?(id: string): Promise<PeerView>;
 }
