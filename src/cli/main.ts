@@ -2,13 +2,19 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isAgentError, loadDefinitions } from '../agents/index.js';
+import { isApiError } from '../api/errors.js';
 import { httpApi } from '../api/service.js';
 import { generatePsk, isNetError, validatePsk } from '../net/index.js';
 import { DEFAULT_API, DEFAULT_DATA_DIR, type MeshNodeOptions } from '../node/options.js';
 import { faultSwitch } from '../testing/fault-switch.js';
 import { isStoreError } from '../store/index.js';
 import { setLogLevel } from '../util/log.js';
+import { parseListenAddress } from './address.js';
+import { backupCommands } from './backup.js';
+import { catchUp } from './catch-up.js';
 import { clientCommands } from './client.js';
+import { isCliError } from './errors.js';
+import { isInteractive } from './progress.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
@@ -33,15 +39,6 @@ interface StartFlags {
   claimGraceMs?: number;
 }
 
-function parseHostPort(v: string): { host: string; port: number } {
-  const i = v.lastIndexOf(':');
-  const host = i > 0 ? v.slice(0, i).replace(/^\[|\]$/g, '') : '';
-  const port = Number(v.slice(i + 1));
-  if (!host || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new InvalidArgumentError('expected HOST:PORT');
-  return { host, port };
-}
-
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 const positiveInt = (v: string): number => {
   const n = Number(v);
@@ -54,8 +51,8 @@ function nodeOptions(cmd: Command): Command {
     .option('--data <dir>', 'data directory', DEFAULT_DATA_DIR)
     .option('--listen <multiaddr>', 'libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/7071)', collect)
     .addOption(
-      new Option('--api <host:port>', 'HTTP API address')
-        .argParser(parseHostPort)
+      new Option('--api <host:port>', 'HTTP API address (HOST:PORT or http:// URL)')
+        .argParser(parseListenAddress)
         .default(DEFAULT_API, `${DEFAULT_API.host}:${DEFAULT_API.port}`),
     )
     .option('--name <name>', 'node name (default: host name)')
@@ -120,6 +117,9 @@ async function runNode(flags: StartFlags, join: string[]): Promise<number> {
   for (const a of node.multiaddrs()) console.log(`listen ${a}`);
   console.log(`api ${node.apiUrl}`);
   for (const a of node.agentHost.list()) console.log(`agent ${a.id} ${a.mode} ${a.state}`);
+  // On a terminal, show the catch-up with the mesh (our keys against our peers'); never in pipes,
+  // where the lines above are what scripts and tests read.
+  const catching = isInteractive(process.stderr) ? catchUp(node, flags.token) : undefined;
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals): void => {
@@ -144,26 +144,67 @@ async function runNode(flags: StartFlags, join: string[]): Promise<number> {
       process.stdin.resume();
     }
   });
+  catching?.abort();
   process.stdin.destroy();
   // Everything is stopped and flushed; a handle some library forgot must not keep us alive.
   setTimeout(() => process.exit(0), 2000).unref();
   return 0;
 }
 
-function explainStartError(err: unknown, flags: StartFlags): string {
+/**
+ * Start-up failures in the user's terms: which address or directory, and which flag changes it.
+ * libp2p reports a busy listen port as a transport error that names its own internals
+ * (`transportManager.faultTolerance`): find the address in it and say that instead.
+ */
+export function explainStartError(err: unknown, flags: Pick<StartFlags, 'data' | 'api' | 'listen'>): string {
   if (isStoreError(err, 'STORE_LOCKED')) return `data directory ${flags.data} is in use by another mesh node`;
   const code = (err as { code?: string }).code;
-  if (code === 'EADDRINUSE') return `API address ${flags.api.host}:${flags.api.port} is already in use`;
-  if (isNetError(err) && err.code === 'LISTEN_FAILED') return `cannot listen: ${err.message} (is the port taken?)`;
+  const message = (err as Error).message ?? String(err);
+  if (
+    code === 'EADDRINUSE' ||
+    (isApiError(err) && code === 'LISTEN_FAILED' && /EADDRINUSE|already in use/i.test(message))
+  )
+    return `API address ${flags.api.host}:${flags.api.port} is already in use; choose another with --api HOST:PORT`;
+  if (isNetError(err) && err.code === 'LISTEN_FAILED') {
+    const busy = listenAddressInUse(err, flags.listen);
+    if (busy !== undefined)
+      return `listen address ${busy} is already in use (another mesh node?); choose another with --listen, e.g. --listen /ip4/0.0.0.0/tcp/7072`;
+    return `cannot listen on ${(flags.listen ?? ['/ip4/0.0.0.0/tcp/7071']).join(', ')}: ${firstLine(err)}; change it with --listen`;
+  }
   if (isAgentError(err)) return err.message;
-  return (err as Error).message ?? String(err);
+  return message;
 }
+
+/** The listen multiaddr a libp2p listen failure is about, when the cause is a busy port. */
+function listenAddressInUse(err: Error, listen: string[] | undefined): string | undefined {
+  const text = [err.message, ...causes(err).map((e) => `${(e as { code?: string }).code ?? ''} ${e.message}`)].join(
+    ' ',
+  );
+  if (!/EADDRINUSE|address already in use|faultTolerance/i.test(text)) return undefined;
+  const addrs = listen ?? ['/ip4/0.0.0.0/tcp/7071'];
+  return addrs.find((a) => text.includes(a)) ?? addrs.join(', ');
+}
+
+function causes(err: unknown): Error[] {
+  const out: Error[] = [];
+  for (
+    let e = (err as { cause?: unknown }).cause;
+    e instanceof Error && out.length < 8;
+    e = (e as { cause?: unknown }).cause
+  )
+    out.push(e);
+  const agg = (err as { errors?: unknown }).errors;
+  if (Array.isArray(agg)) for (const e of agg) if (e instanceof Error) out.push(e);
+  return out;
+}
+
+const firstLine = (err: Error): string => (err.message.split('\n')[0] ?? '').replace(/\s*transportManager\.\S+/g, '');
 
 export function buildProgram(): Command {
   const program = new Command('mesh')
     .version(version)
     .description('A peer-to-peer state mesh for agents')
-    .showHelpAfterError()
+    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
   nodeOptions(program.command('start').description('start a node')).action(async (flags: StartFlags) => {
@@ -186,6 +227,7 @@ export function buildProgram(): Command {
       console.log(file);
     });
   clientCommands(program);
+  backupCommands(program);
   return program;
 }
 
@@ -197,7 +239,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const code = (err as { code?: string; exitCode?: number }).code;
     if (code?.startsWith('commander.')) return (err as { exitCode: number }).exitCode;
-    console.error(`mesh: ${(err as Error).message}`);
+    // Typed CLI errors carry their own advice; anything else is shown as it is.
+    console.error(`mesh: ${isCliError(err) ? err.message : ((err as Error).message ?? String(err))}`);
     return 1;
   }
   return typeof process.exitCode === 'number' ? process.exitCode : 0;
