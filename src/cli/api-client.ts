@@ -6,25 +6,31 @@
  * pointing `--api` at something that is not a mesh node.
  */
 import type { z } from 'zod';
-import {
-  type AgentInputBody,
-  type AgentListQuery,
-  type AgentResponse,
-  agentInputSchema,
-  type ErrorBody,
-  type LocalAgentStatus,
-  type NodeStatus,
-  type PeerView,
-  type TaskInputBody,
-  type TaskListQuery,
-  type TaskView,
-  taskInputSchema,
+import type {
+  AgentInputBody,
+  AgentListQuery,
+  AgentResponse,
+  ErrorBody,
+  LocalAgentStatus,
+  NodeStatus,
+  PeerView,
+  TaskInputBody,
+  TaskListQuery,
+  TaskView,
 } from '../api/schemas.js';
+import type * as Schemas from '../api/schemas.js';
 import type { AgentAction } from '../agents/host.js';
 import { CliError, CliErrorCode } from './errors.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:7070';
 const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * The server's request schemas, loaded when a command sends a body: the module brings the
+ * registry, the task board and the agent host with it (most of a second on a small machine),
+ * which reads (`status`, `tasks`, `watch`) do not need.
+ */
+const schemas = (): Promise<typeof Schemas> => import('../api/schemas.js');
 
 /** Which flag each request field comes from, so schema issues can name the flag. */
 export type FlagNames = Partial<Record<string, string>>;
@@ -175,8 +181,8 @@ export class ApiClient {
     return this.json('GET', `/v1/agents/${encodeURIComponent(id)}`, hasId);
   }
 
-  putAgent(id: string, input: AgentInputBody, flags: FlagNames = {}): Promise<AgentResponse> {
-    const body = checkInput(agentInputSchema, input, flags);
+  async putAgent(id: string, input: AgentInputBody, flags: FlagNames = {}): Promise<AgentResponse> {
+    const body = checkInput((await schemas()).agentInputSchema, input, flags);
     return this.json('PUT', `/v1/agents/${encodeURIComponent(id)}`, hasId, body);
   }
 
@@ -207,8 +213,8 @@ export class ApiClient {
     return this.json('GET', `/v1/tasks/${encodeURIComponent(id)}`, isTask);
   }
 
-  submit(input: TaskInputBody, flags: FlagNames = {}): Promise<TaskView> {
-    const body = checkInput(taskInputSchema, input, flags);
+  async submit(input: TaskInputBody, flags: FlagNames = {}): Promise<TaskView> {
+    const body = checkInput((await schemas()).taskInputSchema, input, flags);
     return this.json('POST', '/v1/tasks', isTask, body);
   }
 

@@ -16,10 +16,9 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { Replica } from '../replica/index.js';
-import { meshFenced, meshPolicy, meshSchemaFor } from '../node/schemas.js';
 import { DEFAULT_DATA_DIR } from '../node/options.js';
-import { DurableStore, isStoreError, LoadedSnapshot, type SnapshotInfo } from '../store/index.js';
+import type { DurableStore, SnapshotInfo } from '../store/index.js';
+import type * as Store from '../store/index.js';
 import { CliError, CliErrorCode } from './errors.js';
 import { printJson } from './format.js';
 import { progress } from './progress.js';
@@ -28,14 +27,21 @@ import { progress } from './progress.js';
 const META_IDENTITY = 'identity';
 
 /** Decodes every record with the mesh's schemas: what a node would refuse to load is refused here. */
-function recordValidator(): (key: string, value: Uint8Array) => void {
+async function recordValidator(): Promise<(key: string, value: Uint8Array) => void> {
+  // Loaded here, not at the top: client commands should not pay for the replica and its schemas.
+  const [{ Replica }, { meshFenced, meshPolicy, meshSchemaFor }] = await Promise.all([
+    import('../replica/index.js'),
+    import('../node/schemas.js'),
+  ]);
   const replica = new Replica({ nodeId: 'restore', schemaFor: meshSchemaFor, policy: meshPolicy, fenced: meshFenced });
   return (key, value) => {
     replica.decodeRecord(key, value);
   };
 }
 
-function storeFailure(err: unknown, dir: string, doing: string): CliError {
+const store = (): Promise<typeof Store> => import('../store/index.js');
+
+function storeFailure(isStoreError: typeof Store.isStoreError, err: unknown, dir: string, doing: string): CliError {
   if (isStoreError(err, 'STORE_LOCKED'))
     return new CliError(
       CliErrorCode.BACKUP_FAILED,
@@ -57,7 +63,7 @@ async function verify(
   validate: (k: string, v: Uint8Array) => void,
   title: string,
 ): Promise<SnapshotInfo> {
-  const snap = await LoadedSnapshot.read(file);
+  const snap = await (await store()).LoadedSnapshot.read(file);
   const total = snap.info.records + snap.info.meta;
   const bar = progress({ title, total: Math.max(total, 1), unit: 'entries', step: Math.max(1, Math.ceil(total / 10)) });
   let seen = 0;
@@ -93,20 +99,21 @@ export function backupCommands(program: Command): void {
         throw new CliError(CliErrorCode.BACKUP_FAILED, `${file} exists; refusing to overwrite it`);
       if (!(await exists(resolve(f.data, 'CURRENT'))))
         throw new CliError(CliErrorCode.BACKUP_FAILED, `${f.data} holds no mesh node data (no LevelDB there)`);
-      let store: DurableStore;
+      const { DurableStore: Durable, isStoreError } = await store();
+      let db: DurableStore;
       try {
-        store = await DurableStore.open(f.data);
+        db = await Durable.open(f.data);
       } catch (err) {
-        throw storeFailure(err, f.data, `cannot open ${f.data}`);
+        throw storeFailure(isStoreError, err, f.data, `cannot open ${f.data}`);
       }
       try {
-        await store.exportSnapshot(file);
+        await db.exportSnapshot(file);
       } catch (err) {
-        throw storeFailure(err, f.data, `backup of ${f.data} failed`);
+        throw storeFailure(isStoreError, err, f.data, `backup of ${f.data} failed`);
       } finally {
-        await store.close();
+        await db.close();
       }
-      const info = await verify(file, recordValidator(), 'backup').catch((err: unknown) => {
+      const info = await verify(file, await recordValidator(), 'backup').catch((err: unknown) => {
         throw new CliError(CliErrorCode.BACKUP_FAILED, `the backup does not read back: ${(err as Error).message}`, {
           cause: err,
         });
@@ -123,7 +130,8 @@ export function backupCommands(program: Command): void {
     .option('--new-identity', 'start the restored node under a new peer id (the original may have run on)')
     .option('--json', 'print the result as JSON')
     .action(async (file: string, f: { data: string; newIdentity?: boolean; json?: boolean }) => {
-      const validate = recordValidator();
+      const { DurableStore: Durable, isStoreError } = await store();
+      const validate = await recordValidator();
       await verify(file, validate, 'restore').catch((err: unknown) => {
         throw new CliError(CliErrorCode.BACKUP_FAILED, `${file} is not a usable backup: ${(err as Error).message}`, {
           cause: err,
@@ -131,16 +139,16 @@ export function backupCommands(program: Command): void {
       });
       let info: SnapshotInfo;
       try {
-        info = await DurableStore.importSnapshot(f.data, file, { validate });
+        info = await Durable.importSnapshot(f.data, file, { validate });
       } catch (err) {
-        throw storeFailure(err, f.data, `restore into ${f.data} failed`);
+        throw storeFailure(isStoreError, err, f.data, `restore into ${f.data} failed`);
       }
       if (f.newIdentity) {
-        const store = await DurableStore.open(f.data);
+        const db = await Durable.open(f.data);
         try {
-          await store.write({ meta: [[META_IDENTITY, null]] });
+          await db.write({ meta: [[META_IDENTITY, null]] });
         } finally {
-          await store.close();
+          await db.close();
         }
       }
       if (f.json) return printJson({ data: f.data, ...info, newIdentity: f.newIdentity === true });

@@ -4,7 +4,7 @@
  * what to do next.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { AGENT_ACTIONS, type AgentAction } from '../agents/host.js';
+import type { AgentAction } from '../agents/host.js';
 import type { AgentInputBody, AgentResponse, MeshEvent, TaskView } from '../api/schemas.js';
 import { parseApiUrl } from './address.js';
 import { ApiClient, DEFAULT_API_URL } from './api-client.js';
@@ -31,6 +31,9 @@ export interface ClientFlags {
   json?: boolean;
   time: TimeStyle;
 }
+
+/** The agent host's actions; a local list because agents/host.js loads every driver (MCP SDK included). */
+const AGENT_ACTIONS = ['start', 'stop', 'restart', 'pause', 'resume'] as const satisfies readonly AgentAction[];
 
 const out = (f: ClientFlags): OutputOptions => ({ json: f.json === true, time: f.time });
 
@@ -384,7 +387,7 @@ function agentCommands(program: Command): void {
   for (const action of AGENT_ACTIONS) {
     withClient(agent.command(action).description(`${action} an agent this node runs`).argument('<id>')).action(
       async (id: string, f: ClientFlags) => {
-        const a = await clientOf(f).agentAction(id, action as AgentAction);
+        const a = await clientOf(f).agentAction(id, action);
         if (f.json) return printJson(a);
         console.log(`${a.id}: ${status(a.state)}${a.pid ? ` (pid ${a.pid})` : ''}`);
       },

@@ -79,7 +79,7 @@ export function gapMessage(data: string): string {
  */
 export async function watchEvents(client: ApiClient, o: WatchOptions): Promise<void> {
   const min = o.minBackoffMs ?? 250;
-  const max = o.maxBackoffMs ?? 5000;
+  const max = o.maxBackoffMs ?? 2000;
   let lastId: string | undefined;
   let connectedOnce = false;
   let backoff = min;
