@@ -33,7 +33,7 @@ export function progress(o: ProgressOptions): Progress {
     const bar = new SingleBar(
       {
         stream,
-        format: `${o.title} [{bar}] {value}/{total}${o.unit ? ` ${o.unit}` : ''} | {label}`,
+        format: `${o.title} [{bar}] ${o.unit === '%' ? '{percentage}%' : `{value}/{total}${o.unit ? ` ${o.unit}` : ''}`} | {label}`,
         hideCursor: true,
         clearOnComplete: false,
         stopOnComplete: false,

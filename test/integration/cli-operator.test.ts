@@ -3,7 +3,7 @@
  * node processes on 127.0.0.1, stdout piped (so no colours and no bars: the plain forms).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -216,6 +216,8 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     const peerState = async (): Promise<string | undefined> =>
       (await a.get<Array<{ id: string; state: string }>>('/v1/peers')).find((p) => p.id === b.id)?.state;
     await until(peerState, (s) => s === 'alive', 15_000, 'b alive on a');
+    // b joined with its output in pipes: no catch-up bar there (see the terminal test below).
+    assert.ok(!b.stderr.some((l) => l.includes('catching up')), b.stderr.join('\n'));
 
     const live = await mesh(['peer', 'forget', b.id, '--api', a.api]);
     assert.equal(live.code, 1);
@@ -323,6 +325,55 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     const json = await mesh(['submit', '--type', 'greet', '--agent', 'hello', '--wait', '--json', '--api', n.api]);
     assert.equal((JSON.parse(json.stdout) as { status: string }).status, 'COMPLETED');
     await n.stop();
+  });
+
+  it('shows a catch-up bar when join runs on a terminal (and none in a pipe)', async (t) => {
+    if (spawnSync('script', ['--version']).status !== 0) return t.skip('no script(1) to give the node a terminal');
+    const a = await new MeshProcess({ name: 'op-cu' }).start();
+    nodes.push(a);
+    await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        a.call('POST', '/v1/tasks', { id: `cu-${i}`, type: 'c', capabilities: ['none'] }),
+      ),
+    );
+    const dir = tmp();
+    // script(1) runs the node on a pseudo-terminal; `timeout` bounds it whatever happens here.
+    const cmd = [
+      'timeout',
+      '60',
+      process.execPath,
+      MESH_JS,
+      'join',
+      a.addr,
+      '--data',
+      dir,
+      '--listen',
+      '/ip4/127.0.0.1/tcp/0',
+      '--api',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+    ]
+      .map((x) => `'${x}'`)
+      .join(' ');
+    const child = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let screen = '';
+    child.stdout.on('data', (d: Buffer) => (screen += d.toString()));
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      await until(
+        () => screen,
+        (s) => /catching up .*caught up/s.test(s),
+        45_000,
+        'the bar to say caught up',
+      );
+      assert.match(screen, /catching up \[[^\]]+\] \d+\/\d+ keys/);
+      assert.match(screen, /^api http:\/\/127\.0\.0\.1:\d+/m, 'the usual lines are still printed');
+    } finally {
+      // Closing the terminal hangs the node up (SIGHUP), as closing a terminal window would.
+      child.kill('SIGHUP');
+      await exited;
+    }
   });
 
   it('watch reconnects by itself when its node restarts, and goes on printing', async () => {
