@@ -38,6 +38,11 @@ function queryParam<T extends z.ZodType>(schema: T) {
   return z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 }
 
+// --- peers --------------------------------------------------------------------------------------
+
+export const peerParamsSchema = z.strictObject({ id: nodeIdSchema });
+export type PeerParams = z.infer<typeof peerParamsSchema>;
+
 // --- agents -------------------------------------------------------------------------------------
 
 export const agentParamsSchema = z.strictObject({ id: agentIdSchema });
@@ -78,6 +83,9 @@ export type TaskPatchBody = z.infer<typeof taskPatchSchema>;
 
 /** `POST /v1/tasks/:id/cancel`: no body, or an empty object. */
 export const taskCancelSchema = z.strictObject({}).optional();
+
+/** `POST /v1/tasks/:id/retry`: no body, or an empty object. */
+export const taskRetrySchema = z.strictObject({}).optional();
 
 /** `GET /v1/tasks`: every given filter must match; sorted by creation time, at most `limit`. */
 export const taskListQuerySchema = z.strictObject({

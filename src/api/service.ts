@@ -37,6 +37,9 @@ export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
       onEvent: (listener) => c.info.onEvent(listener),
       metrics: () => c.info.metrics(),
       health: () => c.info.health?.() ?? { ok: true, problems: [] },
+      ...(c.info.forgetPeer
+        ? { forgetPeer: (id: string) => (c.info.forgetPeer as NonNullable<typeof c.info.forgetPeer>).call(c.info, id) }
+        : {}),
     };
     return {
       name: API_SERVICE,

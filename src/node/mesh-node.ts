@@ -6,7 +6,8 @@ import { HybridClock, type AnyRecordSchema, type RecordState, wallOf } from '../
 import { ClockSkewError, ClockSync, MembershipView } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
-import { nodeSchema } from '../registry/node-schema.js';
+import { RegistryError, RegistryErrorCode } from '../registry/errors.js';
+import { isForgotten, nodeSchema } from '../registry/node-schema.js';
 import { type Delta, DurableReplica, Replica } from '../replica/index.js';
 import { DurableStore, isStoreError } from '../store/index.js';
 import { DeltaGossip, DeltaLog, DeltaPush, SyncProtocol, SyncScheduler } from '../sync/index.js';
@@ -200,7 +201,9 @@ export class MeshNode implements NodeInfo {
     const remembered: string[] = [];
     for (const [key, state] of replica.entries('node/')) {
       if (key === `node/${nodeId}`) continue;
-      for (const a of nodeSchema.value(state).addresses ?? []) remembered.push(a);
+      const v = nodeSchema.value(state);
+      if (isForgotten(v)) continue;
+      for (const a of v.addresses ?? []) remembered.push(a);
     }
     const host = await createHost({
       privateKey: identity,
@@ -434,7 +437,9 @@ export class MeshNode implements NodeInfo {
     const id = key.slice(slash + 1);
     if (kind === 'node' && id !== this.replica.nodeId) {
       const v = nodeSchema.value(state);
-      if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
+      // Forgotten (`mesh peer forget`, here or on a peer): out of the membership until it beats again.
+      if (isForgotten(v)) this.membership.forget(id);
+      else if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
       // Heartbeats change node records every second; addresses only when the change carries them.
       const newAddresses = incoming[nodeSchema.indexOf('addresses')] !== undefined;
       if (newAddresses && v.addresses && v.addresses.length > 0 && !this.denied.has(id)) {
@@ -511,28 +516,69 @@ export class MeshNode implements NodeInfo {
     };
   }
 
+  /**
+   * Forgets a dead peer: marks its node record forgotten (replicated: every member stops listing
+   * it, dialling it and counting it) and drops it from this node's membership. Refused with
+   * PEER_ALIVE for this node itself and for a peer that is connected, alive or suspect; NOT_FOUND
+   * for a peer this node never heard of. Idempotent for a peer already forgotten.
+   */
+  async forgetPeer(id: string): Promise<PeerView> {
+    const view = this.peerView(id, new Set(this.host.connectedPeers()));
+    const rec = this.replica.get(`node/${id}`);
+    if (id === this.id) throw new RegistryError(RegistryErrorCode.PEER_ALIVE, `${id} is this node`);
+    if (rec === undefined && view.state === 'unknown' && !view.connected) {
+      throw new RegistryError(RegistryErrorCode.NOT_FOUND, `peer ${id} not found`);
+    }
+    if (view.connected || view.state === 'alive' || view.state === 'suspect') {
+      throw new RegistryError(
+        RegistryErrorCode.PEER_ALIVE,
+        `peer ${id} is ${view.connected ? 'connected' : view.state}: only a dead peer can be forgotten`,
+        { details: { state: view.state, connected: view.connected } },
+      );
+    }
+    if (rec !== undefined) {
+      const heartbeat = nodeSchema.value(rec).heartbeat ?? 0;
+      await this.mutate(`node/${id}`, () =>
+        nodeSchema.delta({
+          forgotten: nodeSchema.fields.forgotten.set(heartbeat, this.replica.clock.now(), this.replica.nodeId),
+        }),
+      );
+    }
+    this.membership.forget(id);
+    this.log.info({ peer: id }, 'peer forgotten');
+    return { ...view, state: 'unknown', phi: null };
+  }
+
   peers(): PeerView[] {
     const connected = new Set(this.host.connectedPeers());
     const seen = new Map(this.membership.peers().map((p) => [p.id, p]));
     const ids = new Set([...seen.keys(), ...connected]);
-    for (const [key] of this.replica.entries('node/')) ids.add(key.slice(5));
+    for (const [key, state] of this.replica.entries('node/')) {
+      if (!isForgotten(nodeSchema.value(state))) ids.add(key.slice(5));
+    }
     ids.delete(this.id);
-    return [...ids].sort().map((id) => {
-      const rec = this.replica.get(`node/${id}`);
-      const v = rec ? nodeSchema.value(rec) : undefined;
-      const m = seen.get(id);
-      return {
-        id,
-        name: v?.name ?? null,
-        state: m?.state ?? 'unknown',
-        phi: m ? m.phi : null,
-        connected: connected.has(id),
-        addresses: v?.addresses ?? [],
-        lastHeartbeat: v?.heartbeat ?? null,
-        api: v?.api ?? null,
-        clockOffsetMs: this._clockSync?.peer(id)?.offsetMs ?? null,
-      };
-    });
+    return [...ids].sort().map((id) => this.peerView(id, connected, seen));
+  }
+
+  private peerView(
+    id: string,
+    connected: ReadonlySet<string>,
+    seen = new Map(this.membership.peers().map((p) => [p.id, p])),
+  ): PeerView {
+    const rec = this.replica.get(`node/${id}`);
+    const v = rec ? nodeSchema.value(rec) : undefined;
+    const m = seen.get(id);
+    return {
+      id,
+      name: v?.name ?? null,
+      state: m?.state ?? 'unknown',
+      phi: m ? m.phi : null,
+      connected: connected.has(id),
+      addresses: v?.addresses ?? [],
+      lastHeartbeat: v?.heartbeat ?? null,
+      api: v?.api ?? null,
+      clockOffsetMs: this._clockSync?.peer(id)?.offsetMs ?? null,
+    };
   }
 
   metrics(): MetricFamily[] {

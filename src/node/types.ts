@@ -89,4 +89,9 @@ export interface NodeInfo {
   metrics(): MetricFamily[];
   /** Whether the node can accept writes; absent means always healthy (test backends). */
   health?(): HealthReport;
+  /**
+   * Forgets a dead peer (its node record is marked forgotten for every member); rejects with a
+   * RegistryError: PEER_ALIVE for a live or connected peer, NOT_FOUND for an unknown one.
+   */
+  forgetPeer?(id: string): Promise<PeerView>;
 }

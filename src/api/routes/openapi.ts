@@ -24,11 +24,13 @@ import {
   healSchema,
   loadSchema,
   partitionSchema,
+  peerParamsSchema,
   taskCancelSchema,
   taskInputSchema,
   taskListQuerySchema,
   taskParamsSchema,
   taskPatchSchema,
+  taskRetrySchema,
 } from '../schemas.js';
 import type { RouteContext } from './context.js';
 
@@ -83,6 +85,13 @@ const ROUTES: Readonly<Record<string, RouteDoc>> = {
     summary: 'Peers with their failure-detector state',
     tag: 'node',
     ok: { status: 200, description: 'peers', schema: peerSchema, list: true },
+  },
+  'DELETE /v1/peers/:id': {
+    summary: "Forget a dead peer: its node record gets a replicated 'forgotten' mark",
+    tag: 'node',
+    params: peerParamsSchema,
+    ok: { status: 200, description: 'the forgotten peer', schema: peerSchema },
+    errors: [404, 409],
   },
   'GET /metrics': {
     summary: 'Prometheus metrics (text exposition format)',
@@ -189,6 +198,15 @@ const ROUTES: Readonly<Record<string, RouteDoc>> = {
     body: batchSchema,
     ok: { status: 200, description: 'one result per op, in order', schema: batchResponseSchema },
     errors: [413, 415],
+  },
+  'POST /v1/tasks/:id/retry': {
+    summary: 'Put a FAILED task back to PENDING as a new attempt',
+    tag: 'tasks',
+    params: taskParamsSchema,
+    body: taskRetrySchema,
+    bodyOptional: true,
+    ok: { status: 200, description: 'the task, PENDING again', schema: taskResponseSchema },
+    errors: [404, 409],
   },
   'GET /v1/events': {
     summary: 'Server-sent events: one per change applied to a record (event name = kind, data = JSON)',
