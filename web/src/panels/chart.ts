@@ -1,0 +1,59 @@
+/** A uPlot time-series chart as a Preact component; rebuilt only when its series change. */
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+import { html } from '../html.js';
+import type { SeriesSet } from '../metrics.js';
+
+/** Colours that stay apart for the few series a chart has (strategies, phases). */
+const PALETTE = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#dc2626', '#0891b2', '#4b5563'];
+const HEIGHT = 150;
+
+export function Chart({ title, set, unit }: { title: string; set: SeriesSet; unit: string }) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const key = set.names.join('|');
+
+  useEffect(() => {
+    const el = box.current;
+    if (el === null) return;
+    const u = new uPlot(
+      {
+        width: Math.max(200, el.clientWidth),
+        height: HEIGHT,
+        legend: { show: true },
+        cursor: { drag: { x: false, y: false } },
+        scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), Math.max(1, max)] } },
+        axes: [{}, { size: 56, values: (_u, ticks) => ticks.map((v) => `${+v.toPrecision(3)}${unit}`) }],
+        series: [
+          {},
+          ...set.names.map((name, i) => ({
+            label: name,
+            stroke: PALETTE[i % PALETTE.length],
+            width: 1.5,
+            value: (_u: uPlot, v: number | null) => (v === null ? '–' : `${+v.toPrecision(3)}${unit}`),
+          })),
+        ],
+      },
+      set.data as uPlot.AlignedData,
+      el,
+    );
+    plot.current = u;
+    const resize = new ResizeObserver(() => u.setSize({ width: Math.max(200, el.clientWidth), height: HEIGHT }));
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      u.destroy();
+      plot.current = null;
+    };
+  }, [key]);
+
+  useEffect(() => {
+    plot.current?.setData(set.data as uPlot.AlignedData);
+  });
+
+  return html`<figure class="chart">
+    <figcaption>${title}</figcaption>
+    ${set.names.length === 0 && html`<p class="empty">no data yet</p>`}
+    <div ref=${box}></div>
+  </figure>`;
+}
