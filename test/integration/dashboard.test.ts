@@ -200,3 +200,88 @@ describe('dashboard', { timeout: 120_000 }, () => {
     assert.deepEqual(problems, [], 'nothing went wrong in the browser');
   });
 });
+
+/**
+ * A node with a bearer token: the page shell is public and holds no data; the app asks for the
+ * token, keeps it for the tab and sends it as a header (the event stream included).
+ */
+describe('dashboard with a token', { timeout: 90_000 }, () => {
+  const TOKEN = 'dashboard-test-token-1234';
+  let node: MeshProcess;
+  let profile = '';
+  let context: BrowserContext | undefined;
+
+  before(async () => {
+    profile = mkdtempSync(join(tmpdir(), 'mesh-dashboard-chromium-'));
+    node = await new MeshProcess({ name: 'locked', extraArgs: ['--token', TOKEN] }).start();
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: CHROMIUM_ARGS,
+      headless: true,
+      timeout: 30_000,
+    });
+  });
+
+  after(async () => {
+    await context?.close().catch(() => {});
+    await shutdownNodes([node]);
+    rmSync(profile, { recursive: true, force: true });
+  });
+
+  it('serves the shell without the token, and nothing else', async () => {
+    const shell = await fetch(`${node.api}/`, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(shell.status, 200);
+    const text = await shell.text();
+    assert.ok(!text.includes(node.id), 'the shell names no node');
+    assert.match(shell.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+    const status = await fetch(`${node.api}/v1/status`, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(status.status, 401);
+    await status.body?.cancel();
+  });
+
+  it('asks for the token, refuses a wrong one, and goes live with the right one', async () => {
+    assert.ok(context !== undefined);
+    const page = context.pages()[0] ?? (await context.newPage());
+    const problems: string[] = [];
+    const authorized: string[] = [];
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    page.on('console', (m) => {
+      // The browser reports every 401 on the console; those are expected until the token is given.
+      if (m.type() === 'error' && !/status of 401/.test(m.text())) problems.push(`console: ${m.text()}`);
+    });
+    page.on('request', (r) => {
+      if (r.url().includes(TOKEN)) problems.push(`token in a URL: ${r.url()}`);
+      if (r.headers().authorization === `Bearer ${TOKEN}`) authorized.push(new URL(r.url()).pathname);
+    });
+
+    await page.goto(`${node.api}/`, { waitUntil: 'load', timeout: 15_000 });
+    const form = page.getByRole('form', { name: 'API token' });
+    await form.waitFor({ timeout: 10_000 });
+    await form.locator('input[name="token"]').fill('not-the-token');
+    await form.getByRole('button', { name: 'Unlock' }).click();
+    await form.getByText('The node refused that token.').waitFor({ timeout: 10_000 });
+
+    await form.locator('input[name="token"]').fill(TOKEN);
+    await form.getByRole('button', { name: 'Unlock' }).click();
+    await page.locator('[data-stream="open"]').waitFor({ timeout: 10_000 });
+    await page.locator(`tr[data-node-id="${node.id}"]`).waitFor({ timeout: 10_000 });
+    // A change made now reaches the page over the (authorized) event stream.
+    const created = await fetch(`${node.api}/v1/tasks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'locked-1', type: 'noop', title: 'Behind a token', capabilities: ['nobody'] }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(created.status, 201);
+    await created.body?.cancel();
+    await page.locator('[data-column="PENDING"] [data-task-id="locked-1"]').waitFor({ timeout: 10_000 });
+    for (const path of ['/v1/events', '/v1/status', '/v1/tasks']) {
+      assert.ok(authorized.includes(path), `${path} was requested with the token as a header`);
+    }
+    // Kept for the tab: a reload goes live without asking again.
+    await page.reload({ waitUntil: 'load', timeout: 15_000 });
+    await page.locator('[data-stream="open"]').waitFor({ timeout: 10_000 });
+    assert.equal(await form.count(), 0, 'no token form after a reload');
+    assert.deepEqual(problems, []);
+  });
+});

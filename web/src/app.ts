@@ -25,6 +25,7 @@ function TokenForm({ store }: { store: Store }) {
     }}
   >
     <p>This node's API needs a bearer token (<code>--token</code> or <code>MESH_API_TOKEN</code> of the node).</p>
+    ${store.state.tokenRefused && html`<div class="error" role="alert">The node refused that token.</div>`}
     <input
       type="password"
       name="token"

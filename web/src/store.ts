@@ -5,7 +5,7 @@
  * and re-render at most once per animation frame, however many events arrive.
  */
 import type { AgentView, MeshEvent, NodeStatus, PeerView, TaskView } from '../../src/api/schemas.js';
-import { api, apiResponse, apiText, ApiRequestError, onUnauthorized } from './api.js';
+import { api, apiResponse, apiText, ApiRequestError, getToken, onUnauthorized } from './api.js';
 import { type MetricsPoint, MetricsHistory } from './metrics.js';
 import { openEventStream, type SseMessage, type StreamState } from './sse.js';
 
@@ -43,6 +43,8 @@ export interface State {
   /** The last failed poll, shown in the header until a poll succeeds. */
   pollError: string | undefined;
   needToken: boolean;
+  /** A token was given and the node refused it. */
+  tokenRefused: boolean;
   metrics: MetricsHistory;
 }
 
@@ -60,6 +62,7 @@ export class Store {
     streamDetail: undefined,
     pollError: undefined,
     needToken: false,
+    tokenRefused: false,
     metrics: new MetricsHistory(),
   };
   private readonly listeners = new Set<Listener>();
@@ -70,6 +73,8 @@ export class Store {
   private stream: { stop(): void } | undefined;
   private poller: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
+  private generation = 0;
+  private offUnauthorized: (() => void) | undefined;
 
   subscribe(fn: Listener): () => void {
     this.listeners.add(fn);
@@ -87,10 +92,9 @@ export class Store {
 
   start(): void {
     this.stopped = false;
-    onUnauthorized(() => {
-      this.state.needToken = true;
-      this.changed();
-    });
+    const generation = ++this.generation;
+    this.offUnauthorized?.();
+    this.offUnauthorized = onUnauthorized(() => this.locked());
     // The stream first, then the lists: a change made between the two is then never missed
     // (the merge below keeps whichever of list and event is newer).
     this.stream = openEventStream('/v1/events', {
@@ -99,11 +103,11 @@ export class Store {
       onState: (s, detail) => {
         this.state.stream = s;
         this.state.streamDetail = detail;
-        if (s === 'unauthorized') this.state.needToken = true;
+        if (s === 'unauthorized') this.locked();
         this.changed();
       },
     });
-    void this.poll();
+    void this.poll(generation);
   }
 
   stop(): void {
@@ -141,8 +145,9 @@ export class Store {
     }
   }
 
-  private async poll(): Promise<void> {
-    if (this.stopped) return;
+  /** One poll, then the next a second after this one started; a restart ends the old loop. */
+  private async poll(generation: number): Promise<void> {
+    if (this.stopped || generation !== this.generation) return;
     const started = Date.now();
     try {
       const [status, peers, metrics] = await Promise.all([
@@ -159,15 +164,25 @@ export class Store {
       this.pollFailed(err);
     }
     this.changed();
-    if (!this.stopped) this.poller = setTimeout(() => void this.poll(), Math.max(0, POLL_MS - (Date.now() - started)));
+    if (this.stopped || generation !== this.generation) return;
+    this.poller = setTimeout(() => void this.poll(generation), Math.max(0, POLL_MS - (Date.now() - started)));
   }
 
   private pollFailed(err: unknown): void {
     if (err instanceof ApiRequestError && err.status === 401) {
-      this.state.needToken = true;
+      this.locked();
       return;
     }
     this.state.pollError = (err as Error).message;
+  }
+
+  /** The node wants a token (none was given, or it refused ours): stop and ask for one. */
+  private locked(): void {
+    if (this.state.needToken) return;
+    this.state.needToken = true;
+    this.state.tokenRefused = getToken() !== null;
+    this.stop();
+    this.changed();
   }
 
   private onMessage(m: SseMessage): void {
