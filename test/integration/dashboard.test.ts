@@ -52,6 +52,21 @@ describe('dashboard', { timeout: 120_000 }, () => {
   /** What went wrong in the browser: console errors, page errors, failed or foreign requests. */
   const problems: string[] = [];
 
+  function watch(p: Page, node: MeshProcess): void {
+    const origin = new URL(node.api).origin;
+    p.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`);
+    });
+    p.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    p.on('requestfailed', (r) => problems.push(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
+    p.on('response', (r) => {
+      if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
+    });
+    p.on('request', (r) => {
+      if (new URL(r.url()).origin !== origin) problems.push(`request outside the node: ${r.url()}`);
+    });
+  }
+
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mesh-dashboard-'));
     profile = mkdtempSync(join(tmpdir(), 'mesh-dashboard-chromium-'));
@@ -86,20 +101,7 @@ describe('dashboard', { timeout: 120_000 }, () => {
       timeout: 30_000,
     });
     page = context.pages()[0] ?? (await context.newPage());
-    const origin = new URL(a.api).origin;
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`);
-    });
-    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-    page.on('requestfailed', (r) =>
-      problems.push(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`),
-    );
-    page.on('response', (r) => {
-      if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
-    });
-    page.on('request', (r) => {
-      if (new URL(r.url()).origin !== origin) problems.push(`request outside the node: ${r.url()}`);
-    });
+    watch(page, a);
   });
 
   after(async () => {
@@ -198,6 +200,62 @@ describe('dashboard', { timeout: 120_000 }, () => {
     await page.locator('[data-column="CANCELLED"] [data-task-id="dash-long"]').waitFor({ timeout: 10_000 });
     assert.equal(await detail.getByRole('button', { name: 'Cancel task' }).isDisabled(), true);
     assert.deepEqual(problems, [], 'nothing went wrong in the browser');
+  });
+
+  it('submits a task from the page, with a clear error for a payload that is not JSON', async () => {
+    const form = page.getByRole('form', { name: 'submit a task' });
+    await form.locator('input[name="type"]').fill('progress');
+    await form.locator('input[name="title"]').fill('From the page');
+    await form.locator('input[name="capabilities"]').fill('progress');
+    await form.locator('textarea[name="payload"]').fill('{"steps": 3,');
+    await form.getByRole('button', { name: 'Submit task' }).click();
+    const alert = form.getByRole('alert');
+    await alert.waitFor({ timeout: 5_000 });
+    assert.match((await alert.textContent()) ?? '', /payload is not valid JSON/);
+    const before = await a.get<Task[]>('/v1/tasks');
+    assert.equal(before.filter((t) => (t as Task & { title: string }).title === 'From the page').length, 0);
+
+    await form.locator('textarea[name="payload"]').fill('{"steps": 3, "stepMs": 50}');
+    await form.getByRole('button', { name: 'Submit task' }).click();
+    // The new task opens in the detail; it runs on b's agent and completes.
+    const detail = page.locator('[data-detail-id]');
+    await until(
+      () => detail.getAttribute('data-detail-id', { timeout: 5_000 }),
+      (id) => id !== null && id !== 'dash-long',
+      10_000,
+      'the submitted task in the detail',
+    );
+    const id = (await detail.getAttribute('data-detail-id')) as string;
+    const done = await taskEnded<Task & { result: unknown }>(b, id);
+    assert.equal(done.status, 'COMPLETED', JSON.stringify(done));
+    assert.deepEqual(done.result, { steps: 3 });
+    await page.locator(`[data-column="COMPLETED"] [data-task-id="${id}"]`).waitFor({ timeout: 10_000 });
+    assert.equal(await form.getByRole('alert').count(), 0, 'the error went away');
+    assert.deepEqual(problems, [], 'nothing went wrong in the browser');
+  });
+
+  it('pauses and resumes an agent from the page of the node that runs it', async () => {
+    assert.ok(context !== undefined);
+    const pageB = await context.newPage();
+    watch(pageB, b);
+    try {
+      await pageB.goto(`${b.api}/`, { waitUntil: 'load', timeout: 15_000 });
+      const row = pageB.locator('tr[data-agent-id="stepper"]');
+      await row.waitFor({ timeout: 10_000 });
+      const stateOnB = async () => (await b.get<{ state: string }>('/v1/agents/stepper')).state;
+      await row.getByRole('button', { name: 'pause' }).click({ timeout: 5_000 });
+      await until(stateOnB, (s) => s === 'PAUSED', 10_000, 'stepper PAUSED on b');
+      await row.getByRole('button', { name: 'resume' }).waitFor({ timeout: 5_000 });
+      assert.match((await row.textContent()) ?? '', /PAUSED/);
+      await row.getByRole('button', { name: 'resume' }).click({ timeout: 5_000 });
+      await until(stateOnB, (s) => s === 'RUNNING', 10_000, 'stepper RUNNING again on b');
+      await row.getByRole('button', { name: 'pause' }).waitFor({ timeout: 5_000 });
+      // The other node's page saw both changes too.
+      await page.locator('tr[data-agent-id="stepper"]', { hasText: 'RUNNING' }).waitFor({ timeout: 5_000 });
+      assert.deepEqual(problems, [], 'nothing went wrong in the browser');
+    } finally {
+      await pageB.close();
+    }
   });
 });
 
