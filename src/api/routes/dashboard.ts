@@ -70,6 +70,8 @@ export function dashboardRoutes(app: FastifyInstance, _ctx: RouteContext, root =
       cacheControl: true,
       maxAge: 0,
     });
-    scope.get('/', async (_request, reply) => reply.header('cache-control', 'no-cache').sendFile('index.html'));
+    scope.get('/', async (_request, reply) =>
+      reply.header('cache-control', 'no-cache').sendFile('index.html', { cacheControl: false }),
+    );
   });
 }
