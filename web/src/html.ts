@@ -17,8 +17,10 @@ export function ago(ms: number | null | undefined, now = Date.now()): string {
   return `${Math.floor(d / 3_600_000)} h ago`;
 }
 
+/** A number for an axis or a legend: 3 significant digits, thousands as k and millions as M. */
 export function formatRate(v: number, unit = '/s'): string {
-  if (v >= 1e6) return `${(v / 1e6).toFixed(1)}M${unit}`;
-  if (v >= 1e3) return `${(v / 1e3).toFixed(1)}k${unit}`;
-  return `${v.toFixed(v < 10 ? 1 : 0)}${unit}`;
+  const a = Math.abs(v);
+  if (a >= 1e6) return `${+(v / 1e6).toPrecision(3)}M${unit}`;
+  if (a >= 1e3) return `${+(v / 1e3).toPrecision(3)}k${unit}`;
+  return `${+v.toPrecision(3)}${unit}`;
 }

@@ -1,7 +1,7 @@
 /** A uPlot time-series chart as a Preact component; rebuilt only when its series change. */
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
-import { html } from '../html.js';
+import { formatRate, html } from '../html.js';
 import type { SeriesSet } from '../metrics.js';
 
 /** Colours that stay apart for the few series a chart has (strategies, phases). */
@@ -23,14 +23,14 @@ export function Chart({ title, set, unit }: { title: string; set: SeriesSet; uni
         legend: { show: true },
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), Math.max(1, max)] } },
-        axes: [{}, { size: 56, values: (_u, ticks) => ticks.map((v) => `${+v.toPrecision(3)}${unit}`) }],
+        axes: [{}, { size: 64, values: (_u, ticks) => ticks.map((v) => formatRate(v, unit)) }],
         series: [
           {},
           ...set.names.map((name, i) => ({
             label: name,
             stroke: PALETTE[i % PALETTE.length],
             width: 1.5,
-            value: (_u: uPlot, v: number | null) => (v === null ? '–' : `${+v.toPrecision(3)}${unit}`),
+            value: (_u: uPlot, v: number | null) => (v === null ? '–' : formatRate(v, unit)),
           })),
         ],
       },

@@ -17,7 +17,7 @@ export function FeedPanel({ feed, self }: { feed: FeedItem[]; self: string | und
                   html`<li key=${f.seq} class=${`feed-${f.kind}`}>
                     <time>${time(f.at)}</time>
                     <span class=${`kind kind-${f.kind}`}>${f.kind}</span>
-                    <span class=${f.status === undefined ? '' : `status-text status-${f.status.toLowerCase()}`}
+                    <span class=${f.status === undefined ? '' : `ftext ftext-${f.status.toLowerCase()}`}
                       >${f.text}</span
                     >
                     <span class="muted"

@@ -1,5 +1,5 @@
 /** The task board: a column per status, live progress, and the detail of one task. */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { AgentView, TaskView } from '../../../src/api/schemas.js';
 import { api } from '../api.js';
 import { ago, html, shortId } from '../html.js';
@@ -67,6 +67,11 @@ function TaskDetail({ task, onClose }: { task: TaskView; onClose: () => void }) 
   const retry = useAction();
   const final = FINAL.has(task.status);
   const now = Date.now();
+  // The log's newest lines matter most: keep it scrolled to its end as it grows.
+  const log = useRef<HTMLPreElement>(null);
+  useEffect(() => {
+    if (log.current !== null) log.current.scrollTop = log.current.scrollHeight;
+  }, [task.id, task.log.length]);
   return html`<aside class="detail" aria-label="task detail" data-detail-id=${task.id}>
     <header>
       <h3>${task.title || task.type}</h3>
@@ -126,7 +131,7 @@ function TaskDetail({ task, onClose }: { task: TaskView; onClose: () => void }) 
     <h4>Payload</h4>
     <pre>${json(task.payload)}</pre>
     <h4>Log <span class="sub">${task.log.length} lines</span></h4>
-    <pre class="log">${task.log.length === 0 ? '(empty)' : task.log.join('\n')}</pre>
+    <pre class="log" ref=${log}>${task.log.length === 0 ? '(empty)' : task.log.join('\n')}</pre>
     ${
       task.attempts.length > 0 &&
       html`<h4>Earlier attempts</h4>
