@@ -18,6 +18,11 @@ const TASKS_PER_STATUS = 200;
 const MAX_TASKS = 3000;
 const FEED_LENGTH = 200;
 const POLL_MS = 1000;
+/**
+ * Full lists again every so often: the column totals drift for tasks outside the fetched window
+ * (an event cannot say which column's total already counted a task the page never held).
+ */
+const RELOAD_MS = 30_000;
 
 export interface FeedItem {
   seq: number;
@@ -74,6 +79,7 @@ export class Store {
   private poller: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private generation = 0;
+  private reloadedAt = 0;
   private offUnauthorized: (() => void) | undefined;
 
   subscribe(fn: Listener): () => void {
@@ -125,6 +131,7 @@ export class Store {
 
   /** Full lists of agents and tasks (at start, after a reconnect, after a `gap` event). */
   async reload(): Promise<void> {
+    this.reloadedAt = Date.now();
     try {
       const [agents, ...lists] = await Promise.all([
         api<AgentView[]>('GET', '/v1/agents'),
@@ -163,6 +170,7 @@ export class Store {
     } catch (err) {
       this.pollFailed(err);
     }
+    if (started - this.reloadedAt >= RELOAD_MS && this.state.stream === 'open') void this.reload();
     this.changed();
     if (this.stopped || generation !== this.generation) return;
     this.poller = setTimeout(() => void this.poll(generation), Math.max(0, POLL_MS - (Date.now() - started)));
