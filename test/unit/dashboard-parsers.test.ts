@@ -6,7 +6,7 @@ import {
   parsePrometheus,
   rates,
   remoteApplies,
-  syncBytes,
+  replicationBytes,
   syncSessions,
 } from '../../web/src/prom.js';
 import { type SseMessage, SseParser } from '../../web/src/sse-parser.js';
@@ -67,6 +67,9 @@ describe('dashboard: Prometheus text', () => {
     'agentmesh_sync_merkle_bytes_sent_total 100',
     'agentmesh_sync_merkle_bytes_received_total 50',
     'agentmesh_sync_bytes_total{phase="bloom",direction="sent"} 7 1700000000000',
+    'agentmesh_push_bytes_sent_total 30',
+    'agentmesh_push_bytes_received_total 12',
+    'agentmesh_gossip_bytes_published_total 5',
     'agentmesh_replica_local_mutations_total 10',
     'agentmesh_replica_deltas_applied_total 5',
     'agentmesh_replica_records_merged_total 2',
@@ -91,7 +94,12 @@ describe('dashboard: Prometheus text', () => {
   it('groups flat and labelled series alike', () => {
     const samples = parsePrometheus(text);
     assert.deepEqual(Object.fromEntries(group(samples, syncSessions)), { merkle: 4, bloom: 1, gaps: 3 });
-    assert.deepEqual(Object.fromEntries(group(samples, syncBytes)), { merkle: 150, bloom: 7 });
+    assert.deepEqual(Object.fromEntries(group(samples, replicationBytes)), {
+      merkle: 150,
+      bloom: 7,
+      push: 42,
+      gossip: 5,
+    });
     assert.deepEqual(Object.fromEntries(group(samples, localWrites)), { writes: 10 });
     assert.deepEqual(Object.fromEntries(group(samples, remoteApplies)), { deltas: 5, records: 2 });
     assert.deepEqual(Object.fromEntries(group(parsePrometheus(''), syncSessions)), {}, 'absent series: nothing');

@@ -3,7 +3,7 @@
  * second), with rates derived from consecutive scrapes, plus the convergence lag seen in the
  * event stream over the same second.
  */
-import { group, localWrites, parsePrometheus, rates, remoteApplies, syncBytes, syncSessions } from './prom.js';
+import { group, localWrites, parsePrometheus, rates, remoteApplies, replicationBytes, syncSessions } from './prom.js';
 
 /** Points kept: five minutes at one scrape a second. */
 const HISTORY = 300;
@@ -60,7 +60,7 @@ export class MetricsHistory {
       writes: group(samples, localWrites),
       applies: group(samples, remoteApplies),
       sessions: group(samples, syncSessions),
-      bytes: group(samples, syncBytes),
+      bytes: group(samples, replicationBytes),
     };
     this.hasSyncSeries = now.sessions.size > 0 || now.bytes.size > 0;
     const prev = this.prev;

@@ -81,12 +81,15 @@ export function syncSessions(s: Sample): string | undefined {
 }
 
 /**
- * Sync bytes (sent plus received) by strategy or phase: `sync_<p>_bytes_(sent|received)_total`,
- * or `sync_bytes_total{phase|strategy}` (with or without a direction label).
+ * Replication bytes (sent plus received) by strategy: the eager paths (`push_bytes_*_total`,
+ * `gossip_bytes_*_total`) and the sync protocol's phases (`sync_<phase>_bytes_*_total`), or
+ * their labelled forms (`sync_bytes_total{phase|strategy}`, `push_bytes_total{direction}`).
  */
-export function syncBytes(s: Sample): string | undefined {
+export function replicationBytes(s: Sample): string | undefined {
   const n = strip(s.name);
-  if (/^sync_bytes(_sent|_received)?_total$/.test(n)) return s.labels.strategy ?? s.labels.phase ?? 'all';
+  const eager = /^(push|gossip)_bytes(_sent|_received|_published)?_total$/.exec(n);
+  if (eager !== null) return eager[1];
+  if (/^sync_bytes(_sent|_received)?_total$/.test(n)) return s.labels.strategy ?? s.labels.phase ?? 'sync';
   const m = /^sync_([a-z0-9]+)_bytes_(sent|received)_total$/.exec(n);
   return m?.[1];
 }

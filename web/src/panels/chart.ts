@@ -6,6 +6,16 @@ import type { SeriesSet } from '../metrics.js';
 
 /** Colours that stay apart for the few series a chart has (strategies, phases). */
 const PALETTE = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#dc2626', '#0891b2', '#4b5563'];
+/** The replication strategies keep one colour across charts. */
+const NAMED: Readonly<Record<string, string>> = {
+  push: '#dc2626',
+  gossip: '#d97706',
+  gaps: '#16a34a',
+  merkle: '#9333ea',
+  bloom: '#2563eb',
+  none: '#6b7280',
+};
+const colourOf = (name: string, i: number): string => NAMED[name] ?? (PALETTE[i % PALETTE.length] as string);
 const HEIGHT = 150;
 
 export function Chart({ title, set, unit }: { title: string; set: SeriesSet; unit: string }) {
@@ -28,7 +38,7 @@ export function Chart({ title, set, unit }: { title: string; set: SeriesSet; uni
           {},
           ...set.names.map((name, i) => ({
             label: name,
-            stroke: PALETTE[i % PALETTE.length],
+            stroke: colourOf(name, i),
             width: 1.5,
             value: (_u: uPlot, v: number | null) => (v === null ? '–' : formatRate(v, unit)),
           })),

@@ -19,12 +19,16 @@ export function ReplicationPanel({ metrics }: { metrics: MetricsHistory }) {
           set=${metrics.series((p) => [p.lagP50, p.lagMax], ['median', 'max'])}
         />
         <${Chart} title="Sync sessions per second, by strategy" unit="/s" set=${metrics.keyed((p) => p.sessions)} />
-        <${Chart} title="Sync bytes per second, by strategy" unit=" B/s" set=${metrics.keyed((p) => p.bytes)} />
+        <${Chart}
+          title="Replication bytes per second (sent + received), by strategy"
+          unit=" B/s"
+          set=${metrics.keyed((p) => p.bytes)}
+        />
       </div>
       ${
         !metrics.hasSyncSeries &&
         metrics.points.length > 0 &&
-        html`<p class="muted">This node's /metrics has no sync series (yet).</p>`
+        html`<p class="muted">This node's /metrics has no replication series (yet).</p>`
       }
     </section>
   `;
