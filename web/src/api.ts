@@ -9,7 +9,7 @@
  * kept in sessionStorage: it survives a reload but not the tab, and never appears in a URL (where
  * it would end up in history, logs and Referer headers).
  */
-import type { ErrorBody } from '../../src/api/schemas.js';
+import type { ErrorBody, HealthResponse } from '../../src/api/schemas.js';
 
 const TOKEN_KEY = 'agentmesh.token';
 
@@ -107,4 +107,16 @@ export async function apiText(path: string, timeoutMs = 10_000): Promise<string>
   if (res.status === 401) for (const fn of unauthorized) fn();
   if (!res.ok) throw await errorOf(res);
   return res.text();
+}
+
+/** GET /v1/health: 200 when the node accepts writes, 503 with its problems when it cannot. */
+export async function apiHealth(timeoutMs = 10_000): Promise<HealthResponse> {
+  let res: Response;
+  try {
+    res = await fetch('/v1/health', { headers: authHeaders(), signal: AbortSignal.timeout(timeoutMs) });
+  } catch (err) {
+    throw new ApiRequestError(0, 'NETWORK', `cannot reach the node: ${(err as Error).message}`);
+  }
+  if (res.status === 200 || res.status === 503) return (await res.json()) as HealthResponse;
+  throw await errorOf(res);
 }

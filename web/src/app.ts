@@ -62,6 +62,14 @@ export function App({ store }: { store: Store }) {
     </header>
     ${s.pollError !== undefined && html`<div class="banner error" role="alert">${s.pollError}</div>`}
     ${
+      s.health !== null &&
+      !s.health.ok &&
+      html`<div class="banner error" role="alert" data-health="down">
+        This node refuses writes:
+        ${(s.health.problems ?? []).map((p) => html` <strong>${p.code}</strong> ${p.message}`)}
+      </div>`
+    }
+    ${
       s.needToken
         ? html`<main class="locked"><${TokenForm} store=${store} /></main>`
         : html`<main class="grid">

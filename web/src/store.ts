@@ -4,8 +4,8 @@
  * phi are computed by the node, not replicated, so they are not in the stream). Views subscribe
  * and re-render at most once per animation frame, however many events arrive.
  */
-import type { AgentView, MeshEvent, NodeStatus, PeerView, TaskView } from '../../src/api/schemas.js';
-import { api, apiResponse, apiText, ApiRequestError, getToken, onUnauthorized } from './api.js';
+import type { AgentView, HealthResponse, MeshEvent, NodeStatus, PeerView, TaskView } from '../../src/api/schemas.js';
+import { api, apiHealth, apiResponse, apiText, ApiRequestError, getToken, onUnauthorized } from './api.js';
 import { type MetricsPoint, MetricsHistory } from './metrics.js';
 import { openEventStream, type SseMessage, type StreamState } from './sse.js';
 
@@ -37,6 +37,8 @@ export interface FeedItem {
 
 export interface State {
   status: NodeStatus | null;
+  /** GET /v1/health: whether the node accepts writes, and if not why (disk full, clock skew...). */
+  health: HealthResponse | null;
   peers: PeerView[];
   agents: Map<string, AgentView>;
   tasks: Map<string, TaskView>;
@@ -58,6 +60,7 @@ type Listener = () => void;
 export class Store {
   readonly state: State = {
     status: null,
+    health: null,
     peers: [],
     agents: new Map(),
     tasks: new Map(),
@@ -105,7 +108,11 @@ export class Store {
     // (the merge below keeps whichever of list and event is newer).
     this.stream = openEventStream('/v1/events', {
       onMessage: (m) => this.onMessage(m),
-      onOpen: () => void this.reload(),
+      // A reconnect sends Last-Event-ID and the node replays what we missed, or says `gap`
+      // (handled in onMessage) when it cannot: only a first connection needs the full lists.
+      onOpen: (reconnect) => {
+        if (!reconnect) void this.reload();
+      },
       onState: (s, detail) => {
         this.state.stream = s;
         this.state.streamDetail = detail;
@@ -129,7 +136,7 @@ export class Store {
     this.start();
   }
 
-  /** Full lists of agents and tasks (at start, after a reconnect, after a `gap` event). */
+  /** Full lists of agents and tasks (at start, after a `gap` event, and every RELOAD_MS). */
   async reload(): Promise<void> {
     this.reloadedAt = Date.now();
     try {
@@ -157,13 +164,15 @@ export class Store {
     if (this.stopped || generation !== this.generation) return;
     const started = Date.now();
     try {
-      const [status, peers, metrics] = await Promise.all([
+      const [status, peers, health, metrics] = await Promise.all([
         api<NodeStatus>('GET', '/v1/status'),
         api<PeerView[]>('GET', '/v1/peers'),
+        apiHealth(),
         // Metrics are optional for the page: a node without them still shows everything else.
         apiText('/metrics').catch(() => undefined),
       ]);
       this.state.status = status;
+      this.state.health = health;
       this.state.peers = peers;
       if (metrics !== undefined) this.state.metrics.addScrape(started, metrics);
       this.state.pollError = undefined;

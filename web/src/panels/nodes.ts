@@ -2,6 +2,12 @@
 import type { NodeStatus, PeerView } from '../../../src/api/schemas.js';
 import { ago, html, shortId } from '../html.js';
 
+/** A clock offset as measured by the node (absent on nodes that do not measure it). */
+function offset(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return '–';
+  return `${ms > 0 ? '+' : ms < 0 ? '−' : '±'}${Math.abs(Math.round(ms))} ms`;
+}
+
 export function NodesPanel({ status, peers }: { status: NodeStatus | null; peers: PeerView[] }) {
   const now = Date.now();
   return html`
@@ -25,6 +31,7 @@ export function NodesPanel({ status, peers }: { status: NodeStatus | null; peers
             <th class="num">phi</th>
             <th>link</th>
             <th>heartbeat</th>
+            <th class="num" title="the node's clock minus this node's, as last measured">clock</th>
             <th>addresses</th>
           </tr>
         </thead>
@@ -38,6 +45,12 @@ export function NodesPanel({ status, peers }: { status: NodeStatus | null; peers
               <td class="num">–</td>
               <td>–</td>
               <td>up ${ago(status.startedAt, now).replace(' ago', '')}</td>
+              <td
+                class=${status.clockSkewed === true ? 'num skewed' : 'num'}
+                title="this node's clock minus the median of its peers'"
+              >
+                ${offset(status.clockOffsetMs)}${status.clockSkewed === true && html` <span class="state state-dead">skewed</span>`}
+              </td>
               <td class="addrs">${status.listen.map((a) => html`<code>${a}</code>`)}</td>
             </tr>`
           }
@@ -52,6 +65,7 @@ export function NodesPanel({ status, peers }: { status: NodeStatus | null; peers
                   ${p.connected ? html`<span class="ok">connected</span>` : html`<span class="muted">not connected</span>`}
                 </td>
                 <td>${ago(p.lastHeartbeat, now)}</td>
+                <td class="num">${offset(p.clockOffsetMs)}</td>
                 <td class="addrs">${p.addresses.map((a) => html`<code>${a}</code>`)}</td>
               </tr>`,
           )}
