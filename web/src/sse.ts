@@ -12,8 +12,11 @@ export type StreamState = 'connecting' | 'open' | 'retrying' | 'unauthorized';
 
 export interface EventStreamOptions {
   onMessage(m: SseMessage): void;
-  /** Called on every (re)connection once the response headers arrived. */
-  onOpen(reconnect: boolean): void;
+  /**
+   * Called on every (re)connection once the response headers arrived; `resumed` when it carried
+   * a Last-Event-ID that the node accepted (it replays what was missed, or sends `gap`).
+   */
+  onOpen(resumed: boolean): void;
   onState(state: StreamState, detail?: string): void;
 }
 
@@ -25,7 +28,6 @@ export function openEventStream(url: string, options: EventStreamOptions): { sto
   const abort = new AbortController();
   let lastEventId: string | undefined;
   let backoff = MIN_BACKOFF_MS;
-  let connections = 0;
 
   const loop = async (): Promise<void> => {
     while (!abort.signal.aborted) {
@@ -45,9 +47,18 @@ export function openEventStream(url: string, options: EventStreamOptions): { sto
           options.onState('unauthorized');
           return; // the app asks for a token and opens a new stream
         }
-        if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`);
+        if (res.status === 400 && lastEventId !== undefined) {
+          // The node refuses the id (say, one it never issued): start afresh without it.
+          lastEventId = undefined;
+          await res.body?.cancel();
+          throw new Error('the node refused the last event id');
+        }
+        if (!res.ok || res.body === null) {
+          await res.body?.cancel();
+          throw new Error(`HTTP ${res.status}`);
+        }
         options.onState('open');
-        options.onOpen(connections++ > 0);
+        options.onOpen(lastEventId !== undefined);
         backoff = MIN_BACKOFF_MS;
         const parser = new SseParser(options.onMessage);
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();

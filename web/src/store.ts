@@ -76,6 +76,8 @@ export class Store {
   private readonly listeners = new Set<Listener>();
   private frame = 0;
   private feedSeq = 0;
+  /** When (performance.now()) an event last updated a record, by `kind/id`: see putTask. */
+  private readonly eventAt = new Map<string, number>();
   /** Nodes the feed has said joined. */
   private readonly announced = new Set<string>();
   private stream: { stop(): void } | undefined;
@@ -105,13 +107,13 @@ export class Store {
     this.offUnauthorized?.();
     this.offUnauthorized = onUnauthorized(() => this.locked());
     // The stream first, then the lists: a change made between the two is then never missed
-    // (the merge below keeps whichever of list and event is newer).
+    // (an event that overtakes the list answer is not undone by it: see putTask).
     this.stream = openEventStream('/v1/events', {
       onMessage: (m) => this.onMessage(m),
       // A reconnect sends Last-Event-ID and the node replays what we missed, or says `gap`
       // (handled in onMessage) when it cannot: only a first connection needs the full lists.
-      onOpen: (reconnect) => {
-        if (!reconnect) void this.reload();
+      onOpen: (resumed) => {
+        if (!resumed) void this.reload();
       },
       onState: (s, detail) => {
         this.state.stream = s;
@@ -139,16 +141,17 @@ export class Store {
   /** Full lists of agents and tasks (at start, after a `gap` event, and every RELOAD_MS). */
   async reload(): Promise<void> {
     this.reloadedAt = Date.now();
+    const asked = performance.now();
     try {
       const [agents, ...lists] = await Promise.all([
         api<AgentView[]>('GET', '/v1/agents'),
         ...TASK_STATUSES.map((s) => apiResponse<TaskView[]>('GET', `/v1/tasks?status=${s}&limit=${TASKS_PER_STATUS}`)),
       ]);
-      for (const a of agents) this.putAgent(a);
+      for (const a of agents) this.putAgent(a, asked);
       TASK_STATUSES.forEach((s, i) => {
         const r = lists[i];
         if (r === undefined) return;
-        for (const t of r.body) this.putTask(t);
+        for (const t of r.body) this.putTask(t, asked);
         const total = Number(r.headers.get('x-total-count'));
         this.state.totals[s] = Number.isFinite(total) ? total : r.body.length;
       });
@@ -223,7 +226,7 @@ export class Store {
 
   private onTask(e: MeshEvent, t: TaskView): void {
     const before = this.state.tasks.get(t.id);
-    if (!this.putTask(t)) return;
+    this.putTask(t);
     if (before === undefined && this.state.tasks.size > MAX_TASKS + 100) this.trimTasks();
     if (!e.local) this.state.metrics.observeLag(e.at - t.updatedAt);
     if (before === undefined) this.bumpTotal(t.status, 1);
@@ -276,17 +279,24 @@ export class Store {
     if (n !== undefined) this.state.totals[status] = Math.max(0, n + by);
   }
 
-  /** Keeps the newer of what we hold and `t`; false when `t` is older. */
-  private putTask(t: TaskView): boolean {
-    const held = this.state.tasks.get(t.id);
-    if (held !== undefined && held.updatedAt > t.updatedAt) return false;
+  /**
+   * An event's value is the record's merged state on the node as of that event, and events come
+   * in order: it always wins. A list answer (`listAskedAt` set) may be older than an event that
+   * overtook it, so it does not replace a record an event touched after the list was asked for.
+   * (Comparing the records' own timestamps would not do: a merge can keep a write stamped
+   * earlier, such as a cancel by a node whose clock is behind.)
+   */
+  private putTask(t: TaskView, listAskedAt?: number): void {
+    const key = `task/${t.id}`;
+    if (listAskedAt !== undefined && (this.eventAt.get(key) ?? -1) >= listAskedAt) return;
+    if (listAskedAt === undefined) this.eventAt.set(key, performance.now());
     this.state.tasks.set(t.id, t);
-    return true;
   }
 
-  private putAgent(a: AgentView): void {
-    const held = this.state.agents.get(a.id);
-    if (held !== undefined && held.heartbeat > a.heartbeat) return;
+  private putAgent(a: AgentView, listAskedAt?: number): void {
+    const key = `agent/${a.id}`;
+    if (listAskedAt !== undefined && (this.eventAt.get(key) ?? -1) >= listAskedAt) return;
+    if (listAskedAt === undefined) this.eventAt.set(key, performance.now());
     if (a.removed) this.state.agents.delete(a.id);
     else this.state.agents.set(a.id, a);
   }
@@ -297,7 +307,10 @@ export class Store {
     const done = [...tasks.values()]
       .filter((t) => t.status === 'COMPLETED' || t.status === 'FAILED' || t.status === 'CANCELLED')
       .sort((a, b) => a.updatedAt - b.updatedAt);
-    for (const t of done.slice(0, tasks.size - MAX_TASKS)) tasks.delete(t.id);
+    for (const t of done.slice(0, tasks.size - MAX_TASKS)) {
+      tasks.delete(t.id);
+      this.eventAt.delete(`task/${t.id}`);
+    }
   }
 }
 
