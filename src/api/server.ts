@@ -16,6 +16,7 @@ import { ApiMetrics } from './metrics.js';
 import { adminRoutes } from './routes/admin.js';
 import { agentRoutes } from './routes/agents.js';
 import { batchRoutes } from './routes/batch.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import type { RouteContext } from './routes/context.js';
 import { eventRoutes } from './routes/events.js';
 import { nodeRoutes } from './routes/node.js';
@@ -138,7 +139,8 @@ export function bearerChecker(token: string): (authorization: string | undefined
 }
 
 const isPublic = (request: FastifyRequest): boolean =>
-  request.routeOptions.url === '/v1/health' && (request.method === 'GET' || request.method === 'HEAD');
+  (request.routeOptions.url === '/v1/health' && (request.method === 'GET' || request.method === 'HEAD')) ||
+  request.routeOptions.config?.public === true;
 
 function send(reply: FastifyReply, err: unknown): void {
   const r = toErrorResponse(err);
@@ -240,6 +242,8 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
   const streams = eventRoutes(app, ctx);
   if (backend.faults !== undefined) adminRoutes(app, ctx, backend.faults);
   describeRoutes();
+  // Not part of the JSON API (and so not in its OpenAPI document): the dashboard's page and assets.
+  dashboardRoutes(app, ctx);
 
   // Connections that have not sent a request yet (clients open them ahead of time) have no
   // response to wait for, but would hold close() until the client's idle timeout: track them.

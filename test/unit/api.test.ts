@@ -204,7 +204,7 @@ describe('HTTP API: node routes', T, () => {
 
   it('unknown routes and methods are 404 NOT_FOUND in the error shape', async () => {
     assertError(await call(base, 'GET', '/v1/nope'), 404, 'NOT_FOUND');
-    assertError(await call(base, 'GET', '/'), 404, 'NOT_FOUND');
+    assertError(await call(base, 'GET', '/nope'), 404, 'NOT_FOUND');
     assertError(await call(base, 'POST', '/v1/health', { json: {} }), 404, 'NOT_FOUND');
     assertError(await call(base, 'DELETE', '/v1/tasks/x'), 404, 'NOT_FOUND');
   });

@@ -401,9 +401,14 @@ export function openApiDocument(
  * Registers the route recorder; call before any other route is registered. Returns the function
  * that registers `GET /v1/openapi.json` itself, to call after the others.
  */
+/** Whether a route belongs to the JSON API the document describes (not the dashboard's files). */
+export const isApiRoute = (url: string): boolean => url.startsWith('/v1/') || url === '/metrics';
+
 export function openApiRoutes(app: FastifyInstance, _ctx: RouteContext, options: { auth: boolean }): () => void {
   const seen: Array<{ method: string; url: string }> = [];
   app.addHook('onRoute', (route) => {
+    // The JSON API only: the dashboard's page and assets (`/`, `/ui/...`) are not part of it.
+    if (!isApiRoute(route.url)) return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) seen.push({ method: String(method).toUpperCase(), url: route.url });
   });
