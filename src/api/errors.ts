@@ -1,7 +1,9 @@
 import { AgentError, type AgentErrorCode } from '../agents/errors.js';
+import { ClockSkewError } from '../membership/clock-sync.js';
 import { ControlError, type ControlErrorCode } from '../control/errors.js';
 import { RegistryError } from '../registry/errors.js';
-import { PolicyError } from '../replica/errors.js';
+import { PolicyError, ReplicaError, ReplicaErrorCode } from '../replica/errors.js';
+import { StoreError } from '../store/errors.js';
 import { TaskError } from '../tasks/errors.js';
 import { MeshError } from '../util/errors.js';
 
@@ -21,6 +23,11 @@ export const ApiErrorCode = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   /** A replica policy refused the change (ownership, immutability, caps); `reason` says which. */
   POLICY_REJECTED: 'POLICY_REJECTED',
+  /**
+   * Too many writes in flight, or the store too far behind: nothing was changed, retry after the
+   * `Retry-After` header's seconds.
+   */
+  OVERLOADED: 'OVERLOADED',
   /** Anything unexpected; details stay in the server log. */
   INTERNAL: 'INTERNAL',
   /** Start-up refused: the API would listen beyond loopback without a token. */
@@ -40,6 +47,7 @@ export const API_HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   UNAUTHORIZED: 401,
   POLICY_REJECTED: 409,
+  OVERLOADED: 429,
   INTERNAL: 500,
   TOKEN_REQUIRED: 500,
   INVALID_OPTIONS: 500,
@@ -89,6 +97,17 @@ function body(code: string, message: string, extra: Omit<ErrorBody['error'], 'co
   return { error: { code, message, ...extra } };
 }
 
+/**
+ * The store's errors that reach the API through a write: the node could not make it durable, so
+ * it was not acknowledged. A full disk is 507 Insufficient Storage; other I/O failures (and a
+ * store closing under the request) are 503: retry later or elsewhere.
+ */
+const STORE_HTTP_STATUS: Readonly<Record<string, number>> = {
+  STORE_FULL: 507,
+  STORE_IO: 503,
+  STORE_CLOSED: 503,
+};
+
 /** The HTTP status of the agent host's errors that reach the API (agent control). */
 const AGENT_HTTP_STATUS: Partial<Record<AgentErrorCode, number>> = {
   NOT_LOCAL: 404,
@@ -133,6 +152,17 @@ export function toErrorResponse(err: unknown): ErrorResponse {
     const extra = err.details === undefined ? {} : { details: err.details };
     return { status, body: body(err.code, err.message, extra), internal: false };
   }
+  if (err instanceof ClockSkewError) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: 503, body: body(err.code, err.message, extra), internal: false };
+  }
+  if (err instanceof StoreError && STORE_HTTP_STATUS[err.code] !== undefined) {
+    const message =
+      err.code === 'STORE_FULL'
+        ? 'the node is out of disk space; the write was not acknowledged'
+        : 'the node cannot write to its store right now; the write was not acknowledged';
+    return { status: STORE_HTTP_STATUS[err.code] as number, body: body(err.code, message), internal: false };
+  }
   if (err instanceof ControlError) {
     const extra = err.details === undefined ? {} : { details: err.details };
     return { status: CONTROL_HTTP_STATUS[err.code], body: body(err.code, err.message, extra), internal: false };
@@ -143,6 +173,10 @@ export function toErrorResponse(err: unknown): ErrorResponse {
       body: body(ApiErrorCode.POLICY_REJECTED, err.message, { reason: err.reason }),
       internal: false,
     };
+  }
+  if (err instanceof ReplicaError && err.code === ReplicaErrorCode.OVERLOADED) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: 429, body: body(ApiErrorCode.OVERLOADED, err.message, extra), internal: false };
   }
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;

@@ -101,6 +101,7 @@ export class ApiMetrics {
   readonly sseClients: Gauge;
   readonly sseDropped: Counter;
   readonly sseEvents: Counter;
+  readonly sseGaps: Counter;
   private readonly nodeMetrics = new Map<string, NodeMetric>();
   private readonly own: ReadonlySet<string>;
   /** The node's families of the scrape in progress, by prefixed name. */
@@ -144,6 +145,11 @@ export class ApiMetrics {
     this.sseEvents = new Counter({
       name: 'agentmesh_api_sse_events_total',
       help: 'Events written to event-stream clients',
+      registers: [this.registry],
+    });
+    this.sseGaps = new Counter({
+      name: 'agentmesh_api_sse_gaps_total',
+      help: 'Event-stream resumptions that could not replay everything missed (a gap event was sent)',
       registers: [this.registry],
     });
     this.own = new Set(this.registry.getMetricsAsArray().map((m) => m.name));

@@ -12,6 +12,7 @@ import type { AgentView } from '../registry/agents.js';
 import { CLAIM_MODES, TASK_STATUSES } from '../tasks/task-schema.js';
 import type { TaskView } from '../tasks/tasks.js';
 import type { ErrorBody } from './errors.js';
+import type { BatchResponse } from './schemas.js';
 import type { NodeStatus, PeerView } from './backend.js';
 
 const ms = (what: string) => z.number().describe(`${what} (wall-clock ms since the epoch)`);
@@ -138,3 +139,14 @@ export const localAgentSchema = z.object({
 export const healthResponseSchema = z.object({ ok: z.literal(true) });
 export const faultResponseSchema = z.object({ denied: z.array(z.string()) });
 export const loadResponseSchema = z.object({ count: z.number(), ms: z.number() });
+
+export const batchResponseSchema = z.object({
+  ok: z.number().int().describe('ops applied'),
+  failed: z.number().int().describe('ops refused or invalid'),
+  results: z.array(
+    z.union([
+      z.object({ ok: z.literal(true), value: json.describe('what the single route would answer') }),
+      z.object({ ok: z.literal(false), error: errorBodySchema.shape.error }),
+    ]),
+  ),
+}) satisfies z.ZodType<BatchResponse>;

@@ -15,6 +15,7 @@ import { ApiError, ApiErrorCode, toErrorResponse } from './errors.js';
 import { ApiMetrics } from './metrics.js';
 import { adminRoutes } from './routes/admin.js';
 import { agentRoutes } from './routes/agents.js';
+import { batchRoutes } from './routes/batch.js';
 import type { RouteContext } from './routes/context.js';
 import { eventRoutes } from './routes/events.js';
 import { nodeRoutes } from './routes/node.js';
@@ -26,6 +27,10 @@ export const DEFAULT_BODY_LIMIT = 256 * 1024;
 /** The largest body limit the server accepts as an option. */
 export const MAX_BODY_LIMIT = 64 * 1024 * 1024;
 const MAX_TOKEN_LENGTH = 4096;
+export const DEFAULT_MAX_INFLIGHT_WRITES = 4096;
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** Seconds a client told OVERLOADED waits before it retries. */
+const RETRY_AFTER_SECONDS = 1;
 
 export interface ApiServerOptions {
   host: string;
@@ -36,8 +41,24 @@ export interface ApiServerOptions {
   /** Largest accepted request body in bytes (default 256 KiB); larger gets 413. */
   bodyLimit?: number | undefined;
   log?: Logger | undefined;
-  /** Event-stream tuning (defaults: 1 MiB per-client buffer, 15 s heartbeat). */
-  sse?: { maxBufferBytes?: number | undefined; heartbeatMs?: number | undefined } | undefined;
+  /**
+   * Write requests (POST, PUT, PATCH, DELETE) in progress past which new ones get 429 OVERLOADED
+   * with Retry-After, instead of queueing in memory without bound (default 4096).
+   */
+  maxInflightWrites?: number | undefined;
+  /**
+   * Event-stream tuning (defaults: 1 MiB per-client buffer, 15 s heartbeat; a replay window of
+   * 10,000 events / 8 MiB kept 10 min after the last client left).
+   */
+  sse?:
+    | {
+        maxBufferBytes?: number | undefined;
+        heartbeatMs?: number | undefined;
+        windowEvents?: number | undefined;
+        windowBytes?: number | undefined;
+        retainIdleMs?: number | undefined;
+      }
+    | undefined;
 }
 
 export interface ApiServer {
@@ -153,6 +174,11 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
       maxBufferBytes: options.sse?.maxBufferBytes ?? DEFAULT_SSE_BUFFER_BYTES,
       heartbeatMs: options.sse?.heartbeatMs ?? DEFAULT_SSE_HEARTBEAT_MS,
     },
+    eventLog: {
+      ...(options.sse?.windowEvents !== undefined ? { maxEvents: options.sse.windowEvents } : {}),
+      ...(options.sse?.windowBytes !== undefined ? { maxBytes: options.sse.windowBytes } : {}),
+      ...(options.sse?.retainIdleMs !== undefined ? { retainIdleMs: options.sse.retainIdleMs } : {}),
+    },
   };
 
   if (options.token !== undefined) {
@@ -162,6 +188,23 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
       throw new ApiError(ApiErrorCode.UNAUTHORIZED, 'missing or invalid bearer token');
     });
   }
+
+  // Back-pressure: a bound on writes in progress. Each one holds a request, a body and a place in
+  // the store's queue; past the bound a client learns at once that it should slow down.
+  const maxInflightWrites = options.maxInflightWrites ?? DEFAULT_MAX_INFLIGHT_WRITES;
+  let inflightWrites = 0;
+  app.addHook('onRequest', async (request, reply) => {
+    if (!WRITE_METHODS.has(request.method)) return;
+    if (inflightWrites >= maxInflightWrites) {
+      throw new ApiError(
+        ApiErrorCode.OVERLOADED,
+        `${inflightWrites} writes in progress; retry in ${RETRY_AFTER_SECONDS} s`,
+        { details: { inflight: inflightWrites, max: maxInflightWrites } },
+      );
+    }
+    inflightWrites++;
+    reply.raw.once('close', () => inflightWrites--);
+  });
 
   app.addHook('onResponse', async (request, reply) => {
     metrics.observeRequest(
@@ -180,6 +223,7 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
       request.log.debug({ code: r.body.error.code, method: request.method, url: request.url }, r.body.error.message);
     }
     if (r.status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (r.status === 429) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
     return reply.code(r.status).send(r.body);
   });
 
@@ -192,6 +236,7 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
   nodeRoutes(app, ctx);
   agentRoutes(app, ctx);
   taskRoutes(app, ctx);
+  batchRoutes(app, ctx);
   const streams = eventRoutes(app, ctx);
   if (backend.faults !== undefined) adminRoutes(app, ctx, backend.faults);
   describeRoutes();

@@ -36,6 +36,10 @@ export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
       isReachable: (id) => c.info.isReachable(id),
       onEvent: (listener) => c.info.onEvent(listener),
       metrics: () => c.info.metrics(),
+      health: () => c.info.health?.() ?? { ok: true, problems: [] },
+      ...(c.info.forgetPeer
+        ? { forgetPeer: (id: string) => (c.info.forgetPeer as NonNullable<typeof c.info.forgetPeer>).call(c.info, id) }
+        : {}),
     };
     return {
       name: API_SERVICE,

@@ -7,6 +7,8 @@ export interface SseSink {
   readonly writableLength: number;
   readonly destroyed: boolean;
   on(event: 'close', fn: () => void): unknown;
+  once(event: 'drain' | 'close', fn: () => void): unknown;
+  removeListener(event: 'drain' | 'close', fn: () => void): unknown;
 }
 
 export interface SseOptions {
@@ -26,10 +28,14 @@ export const DEFAULT_SSE_BUFFER_BYTES = 1024 * 1024;
 export const DEFAULT_SSE_HEARTBEAT_MS = 15_000;
 const DEFAULT_CLOSE_GRACE_MS = 2_000;
 
-/** One frame of the SSE wire format; multi-line data is split into several `data:` lines. */
-export function sseFrame(event: string, data: string): string {
+/**
+ * One frame of the SSE wire format; multi-line data is split into several `data:` lines. With an
+ * `id`, the frame starts with an `id:` line (the client's Last-Event-ID after it).
+ */
+export function sseFrame(event: string, data: string, id?: string): string {
   const lines = data.split(/\r\n|\r|\n/);
-  return `event: ${event}\n${lines.map((l) => `data: ${l}\n`).join('')}\n`;
+  const idLine = id === undefined ? '' : `id: ${id.replace(/[\r\n\0]+/g, '')}\n`;
+  return `${idLine}event: ${event}\n${lines.map((l) => `data: ${l}\n`).join('')}\n`;
 }
 
 /**
@@ -47,6 +53,7 @@ export class SseConnection {
   private readonly heartbeat: NodeJS.Timeout;
   private graceTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly closeWaiters = new Set<() => void>();
   /** Frames written (events and comments). */
   sent = 0;
 
@@ -69,8 +76,52 @@ export class SseConnection {
     return this.write(sseFrame(event, data));
   }
 
-  comment(text: string): boolean {
-    return this.write(`: ${text.replace(/[\r\n]+/g, ' ')}\n\n`);
+  /** Sends a frame built elsewhere (see EventLog: each event is serialized once for all clients). */
+  sendFrame(frame: string): boolean {
+    return this.write(frame);
+  }
+
+  /**
+   * A comment; with `id`, the same frame also carries an `id:` line, which sets the client's
+   * Last-Event-ID without dispatching an event (the SSE spec's dispatch step 1 precedes the
+   * empty-data check).
+   */
+  comment(text: string, id?: string): boolean {
+    const idLine = id === undefined ? '' : `id: ${id.replace(/[\r\n\0]+/g, '')}\n`;
+    return this.write(`: ${text.replace(/[\r\n]+/g, ' ')}\n${idLine}\n`);
+  }
+
+  /** Bytes the client has not taken yet. */
+  get queuedBytes(): number {
+    return this.sink.writableLength;
+  }
+
+  /**
+   * Resolves true once the client took some of what is queued, false if the connection closed
+   * first. A sink emits 'drain' only after a write it refused, and ours may hold less than its
+   * high-water mark, so this also re-checks every `pollMs`.
+   */
+  drained(pollMs = 10): Promise<boolean> {
+    if (this.closed || this.sink.destroyed) return Promise.resolve(false);
+    const before = this.sink.writableLength;
+    if (before === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const onDrain = (): void => settle(true);
+      const onClose = (): void => settle(false);
+      const timer = setInterval(() => {
+        if (this.sink.writableLength < before) settle(true);
+      }, pollMs);
+      const settle = (v: boolean): void => {
+        clearInterval(timer);
+        this.sink.removeListener('drain', onDrain);
+        this.sink.removeListener('close', onClose);
+        this.closeWaiters.delete(onClose);
+        resolve(v);
+      };
+      this.sink.once('drain', onDrain);
+      this.sink.once('close', onClose);
+      this.closeWaiters.add(onClose);
+    });
   }
 
   /** Ends the stream from the server side, optionally with a last event. */
@@ -110,6 +161,7 @@ export class SseConnection {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
+    for (const w of [...this.closeWaiters]) w();
     this.onClose?.(reason);
   }
 }

@@ -1,2 +1,3 @@
 export * from './phi.js';
 export * from './view.js';
+export * from './clock-sync.js';

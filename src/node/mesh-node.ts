@@ -3,13 +3,14 @@ import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.j
 import { agentControl } from '../control/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState, wallOf } from '../crdt/index.js';
-import { MembershipView } from '../membership/index.js';
+import { ClockSkewError, ClockSync, MembershipView } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
-import { nodeSchema } from '../registry/node-schema.js';
+import { RegistryError, RegistryErrorCode } from '../registry/errors.js';
+import { isForgotten, nodeSchema } from '../registry/node-schema.js';
 import { type Delta, DurableReplica, Replica } from '../replica/index.js';
-import { DurableStore } from '../store/index.js';
-import { DeltaGossip, DeltaLog, SyncProtocol, SyncScheduler } from '../sync/index.js';
+import { DurableStore, isStoreError } from '../store/index.js';
+import { DeltaGossip, DeltaLog, DeltaPush, SyncProtocol, SyncScheduler } from '../sync/index.js';
 import { TaskBoard, taskView } from '../tasks/tasks.js';
 import { Emitter } from '../util/emitter.js';
 import { VERSION } from '../util/version.js';
@@ -20,7 +21,7 @@ import { DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
 import { meshFenced, meshPolicy, meshSchemaFor } from './schemas.js';
 import type { NodeComponents, Service, ServiceFactory } from './service.js';
 import { StateDigest } from './state-digest.js';
-import type { MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
+import type { HealthReport, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
 
 export { VERSION };
 
@@ -60,9 +61,12 @@ export class MeshNode implements NodeInfo {
   private _durable: DurableReplica | undefined;
   private _host: MeshHost | undefined;
   private _gossip: DeltaGossip | undefined;
+  private _push: DeltaPush | undefined;
+  private _deltaLog: DeltaLog | undefined;
   private _sync: SyncProtocol | undefined;
   private _scheduler: SyncScheduler | undefined;
   private _membership: MembershipView | undefined;
+  private _clockSync: ClockSync | undefined;
   private _agents: AgentRegistry | undefined;
   private _tasks: TaskBoard | undefined;
   private _apiUrl = '';
@@ -104,6 +108,9 @@ export class MeshNode implements NodeInfo {
   get gossip(): DeltaGossip {
     return required(this._gossip, 'gossip');
   }
+  get push(): DeltaPush {
+    return required(this._push, 'push');
+  }
   get sync(): SyncProtocol {
     return required(this._sync, 'sync');
   }
@@ -138,10 +145,23 @@ export class MeshNode implements NodeInfo {
     return this.services.get(name) as S | undefined;
   }
 
-  /** A durable local mutation, published to the mesh once it is on disk. */
+  /** Clock offsets to peers and this node's skew verdict. */
+  get clockSync(): ClockSync {
+    return required(this._clockSync, 'clock sync');
+  }
+
+  /**
+   * A durable local mutation, published to the mesh once it is on disk. Refused with CLOCK_SKEW
+   * while this node's clock runs ahead of most of its peers beyond the drift bound: they would
+   * refuse the write, so acknowledging it would promise what the mesh will not keep.
+   */
   async mutate(key: string, build: (current: RecordState, schema: AnyRecordSchema) => RecordState): Promise<Delta> {
+    this._clockSync?.assertWritable();
     const delta = await this.durable.mutate(key, build);
-    this.gossip.publish(delta);
+    const wire = this.replica.deltaToWire(delta);
+    required(this._deltaLog, 'delta log').add(delta.origin, delta.seq, wire);
+    this.push.publish(wire);
+    this.gossip.publish(wire);
     return delta;
   }
 
@@ -173,6 +193,7 @@ export class MeshNode implements NodeInfo {
     this._replica = replica;
     const { durable, loaded } = await DurableReplica.open(replica, o.dataDir);
     this._durable = durable;
+    if (o.maxPendingWrites !== undefined) durable.maxPending = o.maxPendingWrites;
     this.stack.push({ name: 'store', stop: () => durable.close() });
     this.log.info({ loaded, nodeId }, 'replica loaded');
 
@@ -180,7 +201,9 @@ export class MeshNode implements NodeInfo {
     const remembered: string[] = [];
     for (const [key, state] of replica.entries('node/')) {
       if (key === `node/${nodeId}`) continue;
-      for (const a of nodeSchema.value(state).addresses ?? []) remembered.push(a);
+      const v = nodeSchema.value(state);
+      if (isForgotten(v)) continue;
+      for (const a of v.addresses ?? []) remembered.push(a);
     }
     const host = await createHost({
       privateKey: identity,
@@ -193,8 +216,10 @@ export class MeshNode implements NodeInfo {
     this._host = host;
     this.stack.push({ name: 'host', stop: () => host.stop() });
 
+    const meshName = o.meshName ?? 'default';
     const deltaLog = new DeltaLog();
-    const sync = await this.use('sync', new SyncProtocol({ replica, host, deltaLog }));
+    this._deltaLog = deltaLog;
+    const sync = await this.use('sync', new SyncProtocol({ replica, host, deltaLog, meshName }));
     this._sync = sync;
     const scheduler = new SyncScheduler({
       protocol: sync,
@@ -204,18 +229,16 @@ export class MeshNode implements NodeInfo {
       ...(o.syncMaxIntervalMs ? { maxIntervalMs: o.syncMaxIntervalMs } : {}),
     });
     this._scheduler = scheduler;
-    this._gossip = await this.use(
-      'gossip',
-      new DeltaGossip({
-        replica,
-        pubsub: host.pubsub,
-        topic: `agentmesh/${o.meshName ?? 'default'}/deltas/1`,
-        deltaLog,
-        batchMs: o.gossipBatchMs ?? 0,
-        onGap: (_origin, peer) => scheduler.gap(peer),
+    this._clockSync = await this.use(
+      'clock-sync',
+      new ClockSync({
+        host,
+        meshName: o.meshName ?? 'default',
+        log: logger('mesh:clock'),
+        maxDriftMs: replica.clock.maxDriftMs,
+        ...(o.clockSyncIntervalMs !== undefined ? { intervalMs: o.clockSyncIntervalMs } : {}),
       }),
     );
-    await this.use('sync-scheduler', scheduler);
 
     const heartbeatMs = o.heartbeatMs ?? 1000;
     const membership = await this.use(
@@ -223,6 +246,25 @@ export class MeshNode implements NodeInfo {
       new MembershipView({ selfId: nodeId, heartbeatIntervalMs: heartbeatMs }),
     );
     this._membership = membership;
+    const push = await this.use(
+      'push',
+      new DeltaPush({ replica, host, meshName, deltaLog, onGap: (_origin, peer) => scheduler.gap(peer) }),
+    );
+    this._push = push;
+    this._gossip = await this.use(
+      'gossip',
+      new DeltaGossip({
+        replica,
+        pubsub: host.pubsub,
+        topic: `agentmesh/${meshName}/deltas/1`,
+        deltaLog,
+        batchMs: o.gossipBatchMs ?? 0,
+        onGap: (_origin, peer) => scheduler.gap(peer),
+        // Gossip only for members that no push stream reaches (a mesh not fully connected).
+        needed: () => membership.peers().some((p) => p.state !== 'dead' && !push.reaches(p.id)),
+      }),
+    );
+    await this.use('sync-scheduler', scheduler);
     const offConnect = host.on('peer:connect', (p) => membership.connected(p, true));
     const offDisconnect = host.on('peer:disconnect', (p) => membership.connected(p, false));
     this.stack.push({
@@ -281,7 +323,14 @@ export class MeshNode implements NodeInfo {
 
     await this.writeNodeRecord(true);
     const beat = setInterval(() => {
-      this.writeNodeRecord(false).catch((err: unknown) => this.log.warn({ err }, 'heartbeat failed'));
+      this.writeNodeRecord(false).catch((err: unknown) => {
+        // A failing store or a skewed clock is reported once when it starts (and in /v1/health),
+        // not every second here.
+        const reported =
+          isStoreError(err, 'STORE_FULL') || isStoreError(err, 'STORE_IO') || err instanceof ClockSkewError;
+        if (reported) this.log.debug({ err }, 'heartbeat failed');
+        else this.log.warn({ err }, 'heartbeat failed');
+      });
     }, heartbeatMs);
     beat.unref();
     this.stack.push({ name: 'heartbeat', stop: () => clearInterval(beat) });
@@ -388,7 +437,9 @@ export class MeshNode implements NodeInfo {
     const id = key.slice(slash + 1);
     if (kind === 'node' && id !== this.replica.nodeId) {
       const v = nodeSchema.value(state);
-      if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
+      // Forgotten (`mesh peer forget`, here or on a peer): out of the membership until it beats again.
+      if (isForgotten(v)) this.membership.forget(id);
+      else if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
       // Heartbeats change node records every second; addresses only when the change carries them.
       const newAddresses = incoming[nodeSchema.indexOf('addresses')] !== undefined;
       if (newAddresses && v.addresses && v.addresses.length > 0 && !this.denied.has(id)) {
@@ -415,6 +466,26 @@ export class MeshNode implements NodeInfo {
     return this.membership.isReachable(nodeId);
   }
 
+  health(): HealthReport {
+    const problems: HealthReport['problems'] = [];
+    const store = this.durable.health();
+    if (!store.ok) {
+      problems.push({
+        code: store.code ?? 'STORE_IO',
+        message: store.message ?? 'writes to the store fail',
+        ...(store.since !== undefined ? { since: store.since } : {}),
+      });
+    }
+    if (this._clockSync?.skewed) {
+      const offset = this._clockSync.selfOffsetMs();
+      problems.push({
+        code: 'CLOCK_SKEW',
+        message: `this node's clock runs ${offset ?? '?'} ms ahead of most of its peers (bound ${this._clockSync.maxDriftMs} ms); writes are refused`,
+      });
+    }
+    return { ok: problems.length === 0, problems };
+  }
+
   status(): NodeStatus {
     const tree = this.replica.merkle();
     const peers = this.membership.peers();
@@ -437,33 +508,77 @@ export class MeshNode implements NodeInfo {
       versionVector: this.replica.versionVector().toJSON(),
       uptimeMs: Date.now() - this.startedAt,
       startedAt: this.startedAt,
+      clockOffsetMs: this._clockSync?.selfOffsetMs() ?? null,
+      clockSkewed: this._clockSync?.skewed ?? false,
       mesh: this.options.meshName ?? 'default',
       private: this.options.psk !== undefined,
       stateDigest: required(this._digest, 'state digest').hex(),
     };
   }
 
+  /**
+   * Forgets a dead peer: marks its node record forgotten (replicated: every member stops listing
+   * it, dialling it and counting it) and drops it from this node's membership. Refused with
+   * PEER_ALIVE for this node itself and for a peer that is connected, alive or suspect; NOT_FOUND
+   * for a peer this node never heard of. Idempotent for a peer already forgotten.
+   */
+  async forgetPeer(id: string): Promise<PeerView> {
+    const view = this.peerView(id, new Set(this.host.connectedPeers()));
+    const rec = this.replica.get(`node/${id}`);
+    if (id === this.id) throw new RegistryError(RegistryErrorCode.PEER_ALIVE, `${id} is this node`);
+    if (rec === undefined && view.state === 'unknown' && !view.connected) {
+      throw new RegistryError(RegistryErrorCode.NOT_FOUND, `peer ${id} not found`);
+    }
+    if (view.connected || view.state === 'alive' || view.state === 'suspect') {
+      throw new RegistryError(
+        RegistryErrorCode.PEER_ALIVE,
+        `peer ${id} is ${view.connected ? 'connected' : view.state}: only a dead peer can be forgotten`,
+        { details: { state: view.state, connected: view.connected } },
+      );
+    }
+    if (rec !== undefined) {
+      const heartbeat = nodeSchema.value(rec).heartbeat ?? 0;
+      await this.mutate(`node/${id}`, () =>
+        nodeSchema.delta({
+          forgotten: nodeSchema.fields.forgotten.set(heartbeat, this.replica.clock.now(), this.replica.nodeId),
+        }),
+      );
+    }
+    this.membership.forget(id);
+    this.log.info({ peer: id }, 'peer forgotten');
+    return { ...view, state: 'unknown', phi: null };
+  }
+
   peers(): PeerView[] {
     const connected = new Set(this.host.connectedPeers());
     const seen = new Map(this.membership.peers().map((p) => [p.id, p]));
     const ids = new Set([...seen.keys(), ...connected]);
-    for (const [key] of this.replica.entries('node/')) ids.add(key.slice(5));
+    for (const [key, state] of this.replica.entries('node/')) {
+      if (!isForgotten(nodeSchema.value(state))) ids.add(key.slice(5));
+    }
     ids.delete(this.id);
-    return [...ids].sort().map((id) => {
-      const rec = this.replica.get(`node/${id}`);
-      const v = rec ? nodeSchema.value(rec) : undefined;
-      const m = seen.get(id);
-      return {
-        id,
-        name: v?.name ?? null,
-        state: m?.state ?? 'unknown',
-        phi: m ? m.phi : null,
-        connected: connected.has(id),
-        addresses: v?.addresses ?? [],
-        lastHeartbeat: v?.heartbeat ?? null,
-        api: v?.api ?? null,
-      };
-    });
+    return [...ids].sort().map((id) => this.peerView(id, connected, seen));
+  }
+
+  private peerView(
+    id: string,
+    connected: ReadonlySet<string>,
+    seen = new Map(this.membership.peers().map((p) => [p.id, p])),
+  ): PeerView {
+    const rec = this.replica.get(`node/${id}`);
+    const v = rec ? nodeSchema.value(rec) : undefined;
+    const m = seen.get(id);
+    return {
+      id,
+      name: v?.name ?? null,
+      state: m?.state ?? 'unknown',
+      phi: m ? m.phi : null,
+      connected: connected.has(id),
+      addresses: v?.addresses ?? [],
+      lastHeartbeat: v?.heartbeat ?? null,
+      api: v?.api ?? null,
+      clockOffsetMs: this._clockSync?.peer(id)?.offsetMs ?? null,
+    };
   }
 
   metrics(): MetricFamily[] {
@@ -501,10 +616,41 @@ export class MeshNode implements NodeInfo {
       'reason',
     );
     m.counter('gossip_rejected_deltas_total', 'Gossiped deltas refused, by reason', g.rejectedDeltas, 'reason');
+    m.counter(
+      'gossip_batches_skipped_total',
+      'Delta batches not gossiped: push streams reached every member',
+      g.batchesSkipped,
+    );
+    const p = this.push.stats;
+    m.counter('push_links_opened_total', 'Push streams opened to peers', p.linksOpened);
+    m.counter(
+      'push_peers_unsupported_total',
+      'Connected peers that refused push streams (another mesh or version)',
+      p.peersUnsupported,
+    );
+    m.counter('push_link_failures_total', 'Push streams that failed or could not open', p.linkFailures);
+    m.counter(
+      'push_links_overflowed_total',
+      'Push streams dropped because the peer did not take its deltas',
+      p.linksOverflowed,
+    );
+    m.counter('push_frames_sent_total', 'Push frames sent', p.framesSent);
+    m.counter('push_deltas_sent_total', 'Deltas sent on push streams (one per peer)', p.deltasSent);
+    m.counter('push_sent_bytes_total', 'Bytes of push frames sent', p.bytesSent);
+    m.counter('push_frames_received_total', 'Push frames received', p.messagesReceived);
+    m.counter('push_received_bytes_total', 'Bytes of push frames received', p.bytesReceived);
+    m.counter('push_deltas_applied_total', 'Pushed deltas that changed a record', p.deltasApplied);
+    m.counter('push_rejected_frames_total', 'Push frames refused whole, by reason', p.rejectedMessages, 'reason');
+    m.counter('push_rejected_deltas_total', 'Pushed deltas refused, by reason', p.rejectedDeltas, 'reason');
     const s = this.sync.stats;
     m.counter('sync_initiated_total', 'Anti-entropy sessions this node started', s.initiated);
     m.counter('sync_served_total', 'Anti-entropy sessions this node served', s.served);
     m.counter('sync_failures_total', 'Anti-entropy sessions that failed', s.failures);
+    m.counter(
+      'sync_peers_unsupported_total',
+      'Sync sessions a peer refused at negotiation (another mesh or version)',
+      s.unsupported,
+    );
     m.counter('sync_rejected_records_total', 'Records from sync refused, by reason', s.rejectedRecords, 'reason');
     m.counter('sync_sessions_total', 'Anti-entropy sessions by the strategy chosen', s.sessions, 'strategy');
     const phases = Object.entries(s.byPhase);
@@ -550,6 +696,13 @@ export class MeshNode implements NodeInfo {
     const st = this.durable.store.stats;
     m.counter('store_batches_total', 'LevelDB write batches (group commits)', st.batches);
     m.counter('store_ops_total', 'LevelDB operations written', st.ops);
+    m.counter('store_failed_batches_total', 'LevelDB write batches that failed', st.failedBatches);
+    m.gauge('store_writable', 'Whether writes reach disk (1) or fail (0)', this.durable.health().ok ? 1 : 0);
+    m.counter(
+      'store_writes_refused_overloaded_total',
+      'Local writes refused: the store too far behind',
+      this.durable.refusedOverloaded,
+    );
     const ps = this.host.pubsub.stats();
     m.counter('pubsub_received_total', 'Pubsub messages received', ps.received);
     m.counter(
@@ -557,6 +710,19 @@ export class MeshNode implements NodeInfo {
       'Pubsub messages refused before delivery, by reason',
       { too_large: ps.rejectedTooLarge, validator: ps.rejectedByValidator },
       'reason',
+    );
+    const cs = this.clockSync.stats;
+    m.counter('clock_measurements_total', 'Clock offset measurements of peers', cs.measurements);
+    m.counter('clock_measurement_failures_total', 'Clock offset measurements that failed', cs.failures);
+    m.counter(
+      'clock_skew_refused_writes_total',
+      'Local writes refused while this clock runs ahead of most peers',
+      cs.refusedWrites,
+    );
+    m.gauge(
+      'clock_skewed',
+      'Whether this clock runs ahead of most peers beyond the drift bound',
+      this.clockSync.skewed ? 1 : 0,
     );
     m.gauge('peers_connected', 'Peers with an open connection', this.host.connectedPeers().length);
     const peerStates: Record<string, number> = { alive: 0, suspect: 0, dead: 0 };

@@ -20,6 +20,8 @@ export interface MeshNodeOptions {
   heartbeatMs?: number;
   /** Remote clock readings further ahead than this are refused (ms). Default 60000. */
   maxClockDriftMs?: number;
+  /** How often clock offsets to connected peers are measured (ms). Default 30000. */
+  clockSyncIntervalMs?: number;
   /** The agents this node runs (see `mesh start --agents FILE`). */
   agents?: AgentDefinition[];
   /** Most agents this node hosts at once (definitions plus API-started ones). Default 64. */
@@ -39,6 +41,8 @@ export interface MeshNodeOptions {
   syncStrategy?: StrategyChoice;
   /** Delta gossip batching window (ms). Default 0: the next event-loop turn. */
   gossipBatchMs?: number;
+  /** Records waiting for the store past which local writes are refused with OVERLOADED. */
+  maxPendingWrites?: number;
   /** Anti-entropy interval bounds (ms). */
   syncMinIntervalMs?: number;
   syncMaxIntervalMs?: number;

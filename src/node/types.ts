@@ -13,6 +13,8 @@ export interface PeerView {
   addresses: string[];
   lastHeartbeat: number | null;
   api: string | null;
+  /** The peer's clock minus ours in ms, as last measured (null: not measured). */
+  clockOffsetMs?: number | null;
 }
 
 export interface NodeStatus {
@@ -27,6 +29,10 @@ export interface NodeStatus {
   versionVector: Record<string, number>;
   uptimeMs: number;
   startedAt: number;
+  /** This node's clock minus the median of its peers' in ms (null: no peer measured). */
+  clockOffsetMs?: number | null;
+  /** True while this node runs ahead of most peers beyond the drift bound (writes refused). */
+  clockSkewed?: boolean;
   /** The mesh's name: nodes replicate only within one mesh. */
   mesh: string;
   /** Whether the mesh is private (a pre-shared key guards its connections). */
@@ -50,6 +56,20 @@ export interface MeshEvent {
   at: number;
 }
 
+/** Why a node cannot do its job right now (`GET /v1/health` answers 503 with these). */
+export interface HealthProblem {
+  /** `STORE_FULL`, `STORE_IO`, `CLOCK_SKEW`. */
+  code: string;
+  message: string;
+  /** Wall ms since when. */
+  since?: number;
+}
+
+export interface HealthReport {
+  ok: boolean;
+  problems: HealthProblem[];
+}
+
 /**
  * A flat name -> value snapshot of counters: the older form a service may still report through
  * `Service.counters()` (a `_total` name is a counter, anything else a gauge, no labels). New code
@@ -67,4 +87,11 @@ export interface NodeInfo {
   onEvent(listener: (event: MeshEvent) => void): () => void;
   /** The node's metric families (core and services), read now; the API exports them at scrape time. */
   metrics(): MetricFamily[];
+  /** Whether the node can accept writes; absent means always healthy (test backends). */
+  health?(): HealthReport;
+  /**
+   * Forgets a dead peer (its node record is marked forgotten for every member); rejects with a
+   * RegistryError: PEER_ALIVE for a live or connected peer, NOT_FOUND for an unknown one.
+   */
+  forgetPeer?(id: string): Promise<PeerView>;
 }

@@ -56,6 +56,11 @@ export interface OpenOptions {
    * at once with STORE_LOCKED). Useful right after a previous owner was killed.
    */
   lockWaitMs?: number;
+  /**
+   * Test hook: called before each group-commit batch; an error it returns fails that batch as if
+   * LevelDB had raised it (say `Object.assign(new Error('No space left on device'), { code: 'ENOSPC' })`).
+   */
+  writeFault?: () => Error | undefined;
 }
 
 export interface WriteOps {
@@ -204,6 +209,9 @@ export class DurableStore {
   readonly recovery: RecoveryReport;
   readonly #db: Level<string, Uint8Array>;
   readonly #validate: RecordValidator | undefined;
+  readonly #writeFault: (() => Error | undefined) | undefined;
+  /** The code of the last batch failure, until a batch succeeds. */
+  #failingCode: string | undefined;
   readonly #maxBatchOps: number;
   #state: State = 'open';
   #queue: PendingWrite[] = [];
@@ -229,6 +237,7 @@ export class DurableStore {
     this.recovery = recovery;
     this.#db = db;
     this.#validate = options.validate;
+    this.#writeFault = options.writeFault;
     this.#maxBatchOps = options.maxBatchOps ?? DEFAULT_MAX_BATCH_OPS;
   }
 
@@ -433,14 +442,23 @@ export class DurableStore {
         if (group.length > 1) for (const w of group) for (const op of w.ops) ops.push(op);
         const started = performance.now();
         try {
+          const fault = this.#writeFault?.();
+          if (fault !== undefined) throw fault;
           await this.#db.batch(ops, { sync: true });
         } catch (err) {
           const mapped = mapOpError(err, 'batch write');
           this.#stats.failedBatches += 1;
-          log.error({ err: mapped, writes: group.length, ops: ops.length }, 'batch write failed');
+          // One line per streak of failures with the same cause, not one per batch.
+          if (this.#failingCode !== mapped.code) {
+            log.error({ err: mapped, writes: group.length, ops: ops.length }, 'batch write failed');
+          } else {
+            log.debug({ code: mapped.code, writes: group.length }, 'batch write failed again');
+          }
+          this.#failingCode = mapped.code;
           for (const w of group) w.reject(mapped);
           continue;
         }
+        this.#failingCode = undefined;
         const s = this.#stats;
         s.lastBatchMs = performance.now() - started;
         s.batches += 1;

@@ -10,6 +10,8 @@ import { MeshError } from '../util/errors.js';
  *   the format marker is missing or unknown, or a snapshot import was interrupted.
  * - `STORE_NOT_EMPTY`: a snapshot import targeted a store that already holds data without
  *   `overwrite: true`.
+ * - `STORE_FULL`: the file system has no space left (ENOSPC): the write was not made; the store
+ *   accepts writes again once space is freed.
  * - `STORE_IO`: any other failure of the underlying database or file system.
  * - `SNAPSHOT_INVALID`: a snapshot file failed a header, checksum, structure or validation check.
  * - `VALIDATION_FAILED`: a write was refused before it joined a batch (bad key or value, or the
@@ -20,6 +22,7 @@ export type StoreErrorCode =
   | 'STORE_CLOSED'
   | 'STORE_CORRUPT'
   | 'STORE_NOT_EMPTY'
+  | 'STORE_FULL'
   | 'STORE_IO'
   | 'SNAPSHOT_INVALID'
   | 'VALIDATION_FAILED';
@@ -69,7 +72,25 @@ export function mapOpError(err: unknown, what: string): StoreError {
   if (code === 'LEVEL_CORRUPTION') {
     return new StoreError('STORE_CORRUPT', `database corruption during ${what}: ${describe(err)}`, { cause: err });
   }
+  if (isNoSpace(err)) {
+    return new StoreError('STORE_FULL', `${what} failed: no space left on the device (${describe(err)})`, {
+      cause: err,
+    });
+  }
   return new StoreError('STORE_IO', `${what} failed: ${describe(err)}`, { cause: err });
+}
+
+/**
+ * Whether a database error is a full disk. Node reports ENOSPC as `code`; LevelDB (through
+ * classic-level) reports it only in the message, as strerror's "No space left on device".
+ */
+export function isNoSpace(err: unknown): boolean {
+  for (let e = err, depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
+    if (levelCode(e) === 'ENOSPC') return true;
+    if (/No space left on device|ENOSPC/i.test(describe(e))) return true;
+    e = typeof e === 'object' && 'cause' in e ? e.cause : undefined;
+  }
+  return false;
 }
 
 export function describe(err: unknown): string {

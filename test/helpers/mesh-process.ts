@@ -18,6 +18,8 @@ export interface MeshProcessOptions {
   extraArgs?: string[];
   /** Milliseconds to wait for the node to print its API URL. */
   readyTimeoutMs?: number;
+  /** Extra environment (e.g. MESH_TEST_CLOCK_OFFSET_MS for a node whose clock is wrong). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -31,6 +33,7 @@ export class MeshProcess {
   listen: string[] = [];
   readonly lines: string[] = [];
   readonly stderr: string[] = [];
+  private readonly lineListeners = new Set<(line: string) => void>();
   private child: ChildProcess | undefined;
   private exited: Promise<number | null> = Promise.resolve(null);
   private readonly ownsDir: boolean;
@@ -67,7 +70,7 @@ export class MeshProcess {
     ];
     const child = spawn(process.execPath, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, MESH_EXIT_WITH_STDIN: '1' },
+      env: { ...process.env, MESH_EXIT_WITH_STDIN: '1', ...o.env },
     });
     this.child = child;
     live.add(child);
@@ -76,6 +79,7 @@ export class MeshProcess {
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (l) => {
       this.stderr.push(l);
       if (this.stderr.length > 500) this.stderr.shift();
+      for (const fn of this.lineListeners) fn(l);
     });
     const ready = new Promise<void>((res, rej) => {
       const timer = setTimeout(() => {
@@ -101,6 +105,48 @@ export class MeshProcess {
     });
     await ready;
     return this;
+  }
+
+  /**
+   * The first log line (pino JSON on stderr, already seen or still to come) that `match` accepts,
+   * parsed; rejects after `timeoutMs` with the last lines seen.
+   */
+  waitForLog(
+    match: (entry: Record<string, unknown>) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<Record<string, unknown>> {
+    const test = (line: string): Record<string, unknown> | undefined => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return undefined;
+      }
+      return match(entry) ? entry : undefined;
+    };
+    for (const l of this.stderr) {
+      const hit = test(l);
+      if (hit !== undefined) return Promise.resolve(hit);
+    }
+    return new Promise((resolve, reject) => {
+      const onLine = (l: string): void => {
+        const hit = test(l);
+        if (hit === undefined) return;
+        clearTimeout(timer);
+        this.lineListeners.delete(onLine);
+        resolve(hit);
+      };
+      const timer = setTimeout(() => {
+        this.lineListeners.delete(onLine);
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for log ${what} on ${this.options.name ?? this.api}; last lines:\n${this.stderr.slice(-10).join('\n')}`,
+          ),
+        );
+      }, timeoutMs);
+      this.lineListeners.add(onLine);
+    });
   }
 
   /** Calls the node's HTTP API; returns status and parsed JSON body. */

@@ -62,6 +62,7 @@ async function startServer(
 // --- a minimal SSE reader over fetch ------------------------------------------------------------
 
 interface Frame {
+  id?: string;
   event?: string;
   data?: string;
   comment?: string;
@@ -147,6 +148,7 @@ function parseFrame(raw: string): Frame {
   for (const line of raw.split('\n')) {
     if (line.startsWith(':')) f.comment = line.slice(1).trim();
     else if (line.startsWith('event: ')) f.event = line.slice(7);
+    else if (line.startsWith('id: ')) f.id = line.slice(4);
     else if (line.startsWith('data: ')) data.push(line.slice(6));
   }
   if (data.length > 0) f.data = data.join('\n');
@@ -791,13 +793,176 @@ describe('HTTP API: event stream', T, () => {
     }
   });
 
-  it('unsubscribes when the client disconnects', async () => {
-    await eventually(() => backend.listenerCount() === 0);
-    const events = await EventReader.open(`${base}/v1/events`);
-    await events.next();
-    assert.equal(backend.listenerCount(), 1);
-    events.close();
-    await eventually(() => backend.listenerCount() === 0);
+  it('unsubscribes from the node once the last client left and the retention passed', async () => {
+    const b = testBackend();
+    const s = await startServer(b, { sse: { retainIdleMs: 50 } });
+    try {
+      const events = await EventReader.open(`${s.base}/v1/events`);
+      await events.next();
+      assert.equal(b.listenerCount(), 1);
+      const second = await EventReader.open(`${s.base}/v1/events`);
+      await second.next();
+      // One shared subscription, whatever the number of clients.
+      assert.equal(b.listenerCount(), 1);
+      events.close();
+      second.close();
+      await eventually(() => b.listenerCount() === 0);
+    } finally {
+      await s.server.close();
+    }
+  });
+
+  it('every event has an id; a reconnect with Last-Event-ID gets every later event, in order, filtered', async () => {
+    const first = await EventReader.open(`${base}/v1/events?kind=task`);
+    let lastId: string;
+    try {
+      const hello = await first.next();
+      assert.equal(hello.comment, 'connected');
+      assert.match(hello.id ?? '', /^[a-z0-9]+-\d+$/, 'the connected comment carries the current position');
+      await call(base, 'POST', '/v1/tasks', { json: { id: 'rs-0', type: 'x' } });
+      const e = await first.nextEvent();
+      assert.equal(JSON.parse(e.data).id, 'rs-0');
+      assert.match(e.id ?? '', /^[a-z0-9]+-\d+$/);
+      lastId = e.id as string;
+    } finally {
+      first.close();
+    }
+    // Missed while disconnected: tasks (wanted) and agents (filtered out).
+    for (let i = 1; i <= 5; i++) {
+      await call(base, 'POST', '/v1/tasks', { json: { id: `rs-${i}`, type: 'x' } });
+      await call(base, 'PUT', `/v1/agents/rs-a${i}`, { json: { name: 'A', type: 't' } });
+    }
+    const again = await EventReader.open(`${base}/v1/events?kind=task`, { 'last-event-id': lastId });
+    try {
+      // Written while the replay is under way: must follow it with no gap and no duplicate.
+      const live = Promise.all(
+        [6, 7, 8].map((i) => call(base, 'POST', '/v1/tasks', { json: { id: `rs-${i}`, type: 'x' } })),
+      );
+      const got: Array<{ id: string; task: string }> = [];
+      while (got.length < 8) {
+        const f = await again.nextEvent();
+        assert.equal(f.event, 'task', `only tasks after ${JSON.stringify(got)}`);
+        got.push({ id: f.id as string, task: JSON.parse(f.data).id });
+      }
+      await live;
+      assert.deepEqual(
+        got.slice(0, 5).map((g) => g.task),
+        ['rs-1', 'rs-2', 'rs-3', 'rs-4', 'rs-5'],
+      );
+      assert.deepEqual(
+        got
+          .slice(5)
+          .map((g) => g.task)
+          .sort(),
+        ['rs-6', 'rs-7', 'rs-8'],
+      );
+      const seqs = got.map((g) => Number(g.id.split('-')[1]));
+      for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, `ids increase: ${seqs.join(',')}`);
+      assert.ok(seqs[0]! > Number(lastId.split('-')[1]));
+    } finally {
+      again.close();
+    }
+  });
+
+  it('the lastEventId query parameter resumes like the header; an id never issued is 400', async () => {
+    const a = await EventReader.open(`${base}/v1/events`);
+    const hello = await a.next();
+    a.close();
+    await call(base, 'POST', '/v1/tasks', { json: { id: 'rq-1', type: 'x' } });
+    const b = await EventReader.open(`${base}/v1/events?lastEventId=${hello.id}`);
+    try {
+      const e = await b.nextEvent();
+      assert.equal(JSON.parse(e.data).id, 'rq-1');
+    } finally {
+      b.close();
+    }
+    const run = (hello.id as string).split('-')[0];
+    assertError(await call(base, 'GET', `/v1/events?lastEventId=${run}-999999999`), 400, 'INVALID_INPUT');
+    assertError(
+      await call(base, 'GET', '/v1/events', { headers: { 'last-event-id': 'not an id' } }),
+      400,
+      'INVALID_INPUT',
+    );
+  });
+
+  it('a gap event when the window no longer holds the events after the id, then what it holds', async () => {
+    const b = testBackend();
+    const s = await startServer(b, { sse: { windowEvents: 5 } });
+    try {
+      const first = await EventReader.open(`${s.base}/v1/events`);
+      const hello = await first.next();
+      first.close();
+      for (let i = 0; i < 12; i++) await call(s.base, 'POST', '/v1/tasks', { json: { id: `gw-${i}`, type: 'x' } });
+      const again = await EventReader.open(`${s.base}/v1/events`, { 'last-event-id': hello.id as string });
+      try {
+        const gap = await again.nextEvent();
+        assert.equal(gap.event, 'gap');
+        const info = JSON.parse(gap.data);
+        assert.equal(info.reason, 'evicted');
+        assert.equal(info.lastEventId, hello.id);
+        const held: string[] = [];
+        for (let i = 0; i < 5; i++) held.push(JSON.parse((await again.nextEvent()).data).id);
+        assert.deepEqual(held, ['gw-7', 'gw-8', 'gw-9', 'gw-10', 'gw-11']);
+        // The gap's own id resumes right before the first held event.
+        assert.equal(Number(gap.id?.split('-')[1]) + 1, Number(info.firstAvailable.split('-')[1]));
+      } finally {
+        again.close();
+      }
+      assert.match((await call(s.base, 'GET', '/metrics')).text, /^agentmesh_api_sse_gaps_total 1$/m);
+    } finally {
+      await s.server.close();
+    }
+  });
+
+  it('an id from an earlier run of the node is a gap (restart), then the events of this run', async () => {
+    const b = testBackend();
+    const old = await startServer(b);
+    const first = await EventReader.open(`${old.base}/v1/events`);
+    const hello = await first.next();
+    first.close();
+    await old.server.close();
+    const s = await startServer(b);
+    try {
+      await call(s.base, 'POST', '/v1/tasks', { json: { id: 'rr-1', type: 'x' } });
+      // The log starts listening with the first stream: rr-1 came before it and is not held.
+      const again = await EventReader.open(`${s.base}/v1/events`, { 'last-event-id': hello.id as string });
+      try {
+        const gap = await again.nextEvent();
+        assert.equal(gap.event, 'gap');
+        assert.equal(JSON.parse(gap.data).reason, 'restart');
+        await call(s.base, 'POST', '/v1/tasks', { json: { id: 'rr-2', type: 'x' } });
+        const e = await again.nextEvent();
+        assert.equal(JSON.parse(e.data).id, 'rr-2');
+        assert.notEqual(e.id?.split('-')[0], hello.id?.split('-')[0]);
+      } finally {
+        again.close();
+      }
+    } finally {
+      await s.server.close();
+    }
+  });
+
+  it('a replay larger than the per-client buffer is paced, not dropped as a slow client', async () => {
+    const b = testBackend();
+    const s = await startServer(b, { sse: { maxBufferBytes: 4096 } });
+    try {
+      const first = await EventReader.open(`${s.base}/v1/events`);
+      const hello = await first.next();
+      first.close();
+      const n = 60;
+      for (let i = 0; i < n; i++) {
+        await call(s.base, 'POST', '/v1/tasks', { json: { id: `rp-${i}`, type: 'x', title: 'y'.repeat(200) } });
+      }
+      const again = await EventReader.open(`${s.base}/v1/events`, { 'last-event-id': hello.id as string });
+      try {
+        for (let i = 0; i < n; i++) assert.equal(JSON.parse((await again.nextEvent()).data).id, `rp-${i}`);
+      } finally {
+        again.close();
+      }
+      assert.match((await call(s.base, 'GET', '/metrics')).text, /^agentmesh_api_sse_dropped_total 0$/m);
+    } finally {
+      await s.server.close();
+    }
   });
 
   it('close() ends open streams instead of waiting for them', async () => {

@@ -4,6 +4,7 @@ import { ApiError, ApiErrorCode } from '../errors.js';
 import {
   type AgentResponse,
   agentActionParamsSchema,
+  agentHeartbeatSchema,
   agentInputSchema,
   agentListQuerySchema,
   agentParamsSchema,
@@ -32,6 +33,14 @@ export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const { id } = parseInput(agentParamsSchema, request.params, 'params');
     const input = parseInput(agentInputSchema, request.body, 'body');
     return withReach(await metrics.timeWrite('agent_put', () => backend.agents.upsert(id, input)));
+  });
+
+  // The owner's liveness report: writes only the small liveness register, never the profile, so
+  // a registry of many agents heartbeating costs a few dozen bytes per beat on every node.
+  app.post('/v1/agents/:id/heartbeat', async (request) => {
+    const { id } = parseInput(agentParamsSchema, request.params, 'params');
+    const input = parseInput(agentHeartbeatSchema, request.body, 'body');
+    return withReach(await backend.agents.heartbeat(id, input ?? {}));
   });
 
   // The agents this node runs (processes it supervises), with what only their host knows.

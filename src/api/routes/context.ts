@@ -3,6 +3,7 @@ import type { Logger } from '../../util/log.js';
 import type { ApiBackend } from '../backend.js';
 import { ApiError, ApiErrorCode } from '../errors.js';
 import type { ApiMetrics } from '../metrics.js';
+import type { EventLogOptions } from '../event-log.js';
 import type { SseOptions } from '../sse.js';
 
 /** What every route module gets from the server. */
@@ -11,6 +12,8 @@ export interface RouteContext {
   metrics: ApiMetrics;
   log: Logger;
   sse: Required<Pick<SseOptions, 'maxBufferBytes' | 'heartbeatMs'>>;
+  /** The event stream's shared window (defaults: 10,000 events, 8 MiB, kept 10 min after the last client). */
+  eventLog?: Pick<EventLogOptions, 'maxEvents' | 'maxBytes' | 'retainIdleMs'>;
 }
 
 /** Parses a body, query or path parameters, or throws INVALID_INPUT listing every issue. */

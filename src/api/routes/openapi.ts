@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { VERSION } from '../../util/version.js';
 import {
   agentResponseSchema,
+  batchResponseSchema,
   errorBodySchema,
   faultResponseSchema,
   healthResponseSchema,
@@ -14,18 +15,22 @@ import {
 } from '../responses.js';
 import {
   agentActionParamsSchema,
+  agentHeartbeatSchema,
   agentInputSchema,
   agentListQuerySchema,
   agentParamsSchema,
+  batchSchema,
   eventsQuerySchema,
   healSchema,
   loadSchema,
   partitionSchema,
+  peerParamsSchema,
   taskCancelSchema,
   taskInputSchema,
   taskListQuerySchema,
   taskParamsSchema,
   taskPatchSchema,
+  taskRetrySchema,
 } from '../schemas.js';
 import type { RouteContext } from './context.js';
 
@@ -81,6 +86,13 @@ const ROUTES: Readonly<Record<string, RouteDoc>> = {
     tag: 'node',
     ok: { status: 200, description: 'peers', schema: peerSchema, list: true },
   },
+  'DELETE /v1/peers/:id': {
+    summary: "Forget a dead peer: its node record gets a replicated 'forgotten' mark",
+    tag: 'node',
+    params: peerParamsSchema,
+    ok: { status: 200, description: 'the forgotten peer', schema: peerSchema },
+    errors: [404, 409],
+  },
   'GET /metrics': {
     summary: 'Prometheus metrics (text exposition format)',
     tag: 'node',
@@ -118,6 +130,15 @@ const ROUTES: Readonly<Record<string, RouteDoc>> = {
     params: agentParamsSchema,
     ok: { status: 200, description: 'the removed agent', schema: agentResponseSchema },
     errors: [404, 409],
+  },
+  'POST /v1/agents/:id/heartbeat': {
+    summary: "The owner's liveness report (load, capacity, health, state): only that small register replicates",
+    tag: 'agents',
+    params: agentParamsSchema,
+    body: agentHeartbeatSchema,
+    bodyOptional: true,
+    ok: { status: 200, description: 'the agent after the report', schema: agentResponseSchema },
+    errors: [404, 409, 415],
   },
   'GET /v1/host/agents': {
     summary: 'The agents this node runs, with their processes',
@@ -170,6 +191,23 @@ const ROUTES: Readonly<Record<string, RouteDoc>> = {
     ok: { status: 200, description: 'the cancelled task', schema: taskResponseSchema },
     errors: [404, 409],
   },
+  'POST /v1/batch': {
+    summary:
+      'Up to 1,000 writes in one request (agent.put, agent.heartbeat, agent.remove, task.create, task.patch, task.cancel), one durable write for all; each op fails alone',
+    tag: 'meta',
+    body: batchSchema,
+    ok: { status: 200, description: 'one result per op, in order', schema: batchResponseSchema },
+    errors: [413, 415],
+  },
+  'POST /v1/tasks/:id/retry': {
+    summary: 'Put a FAILED task back to PENDING as a new attempt',
+    tag: 'tasks',
+    params: taskParamsSchema,
+    body: taskRetrySchema,
+    bodyOptional: true,
+    ok: { status: 200, description: 'the task, PENDING again', schema: taskResponseSchema },
+    errors: [404, 409],
+  },
   'GET /v1/events': {
     summary: 'Server-sent events: one per change applied to a record (event name = kind, data = JSON)',
     tag: 'events',
@@ -214,9 +252,11 @@ const ERROR_TEXT: Readonly<Record<number, string>> = {
   409: 'refused: invalid transition, stale epoch, policy (not the owner, ...), or the state forbids the action',
   413: 'body too large',
   415: 'body is not JSON',
+  429: 'too many writes in progress, or the store too far behind (OVERLOADED): retry after Retry-After seconds',
   500: 'internal error',
   502: "the hosting node's answer was invalid, or the agent could not be spawned",
-  503: "the agent's hosting node is unreachable (AGENT_NODE_UNREACHABLE)",
+  503: "the agent's hosting node is unreachable (AGENT_NODE_UNREACHABLE); for writes: STORE_IO or CLOCK_SKEW",
+  507: 'the disk is full (STORE_FULL): the write was not acknowledged',
   504: "the agent's hosting node did not answer in time (AGENT_CONTROL_TIMEOUT)",
 };
 
@@ -248,7 +288,7 @@ function parameters(schema: Schema | undefined, where: 'path' | 'query'): JsonSc
   }));
 }
 
-function operation(route: RouteDoc, auth: boolean, refs: ReadonlyMap<Schema, string>): JsonSchema {
+function operation(method: string, route: RouteDoc, auth: boolean, refs: ReadonlyMap<Schema, string>): JsonSchema {
   const ok = route.ok;
   const okContent =
     ok.schema === undefined
@@ -274,6 +314,8 @@ function operation(route: RouteDoc, auth: boolean, refs: ReadonlyMap<Schema, str
   const statuses = new Set(route.errors ?? []);
   if (route.params || route.query || route.body) statuses.add(400);
   if (auth && route.public !== true) statuses.add(401);
+  // Every write may be refused by back-pressure, a failing store or a skewed clock.
+  if (method !== 'GET') for (const status of [429, 503, 507]) statuses.add(status);
   statuses.add(500);
   for (const status of [...statuses].sort()) {
     responses[String(status)] = {
@@ -313,7 +355,7 @@ export function openApiDocument(
     if (method === 'HEAD' || method === 'OPTIONS') continue;
     const doc = ROUTES[`${method} ${url}`];
     const op = doc
-      ? operation(doc, options.auth, refs)
+      ? operation(method, doc, options.auth, refs)
       : {
           summary: `${method} ${url}`,
           'x-undescribed': true,

@@ -4,13 +4,14 @@ import {
   DEFAULT_TASK_LIMIT,
   taskCancelSchema,
   taskInputSchema,
+  taskRetrySchema,
   taskListQuerySchema,
   taskParamsSchema,
   taskPatchSchema,
 } from '../schemas.js';
 import { parseInput, type RouteContext } from './context.js';
 
-/** The task board: submit, list with filters, get, validated transitions, cancel. */
+/** The task board: submit, list with filters, get, validated transitions, cancel, retry. */
 export function taskRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const { backend, metrics } = ctx;
 
@@ -47,5 +48,12 @@ export function taskRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const { id } = parseInput(taskParamsSchema, request.params, 'params');
     parseInput(taskCancelSchema, request.body, 'body');
     return metrics.timeWrite('task_cancel', () => backend.tasks.cancel(id));
+  });
+
+  // A FAILED task back to PENDING as a new attempt; 409 INVALID_TRANSITION for any other status.
+  app.post('/v1/tasks/:id/retry', async (request) => {
+    const { id } = parseInput(taskParamsSchema, request.params, 'params');
+    parseInput(taskRetrySchema, request.body, 'body');
+    return backend.tasks.retry(id);
   });
 }
