@@ -1,5 +1,5 @@
 import type { NodeComponents, Service, ServiceFactory } from '../node/service.js';
-import type { AgentHealth } from '../registry/agent-schema.js';
+import { AGENT_STATES, type AgentHealth } from '../registry/agent-schema.js';
 import { isRegistryError } from '../registry/errors.js';
 import type { AgentRegistry } from '../registry/agents.js';
 import type { Replica } from '../replica/index.js';
@@ -218,7 +218,8 @@ export class AgentHost implements Service, AgentControl {
 
   metrics(m: MetricSet): void {
     const s = this.stats;
-    const states: Record<string, number> = {};
+    // Every state from 0, so that each series exists from the first scrape.
+    const states: Record<string, number> = Object.fromEntries(AGENT_STATES.map((x) => [x, 0]));
     for (const sup of this.sups.values()) states[sup.state] = (states[sup.state] ?? 0) + 1;
     m.gauge('agent_host_agents', 'Agents this node hosts, by supervisor state', states, 'state');
     m.gauge(

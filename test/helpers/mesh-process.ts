@@ -82,10 +82,12 @@ export class MeshProcess {
       for (const fn of this.lineListeners) fn(l);
     });
     const ready = new Promise<void>((res, rej) => {
-      const timer = setTimeout(
-        () => rej(new Error(`node did not start in time; stderr:\n${this.stderr.slice(-20).join('\n')}`)),
-        o.readyTimeoutMs ?? 20_000,
-      );
+      const timer = setTimeout(() => {
+        // Stopped here: the caller never gets this process to stop, and its open pipes would keep
+        // the test runner waiting for it after the failure.
+        child.kill('SIGKILL');
+        rej(new Error(`node did not start in time; stderr:\n${this.stderr.slice(-20).join('\n')}`));
+      }, o.readyTimeoutMs ?? 20_000);
       createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
         this.lines.push(line);
         if (line.startsWith('node ')) this.id = line.slice(5);

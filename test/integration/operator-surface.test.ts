@@ -118,7 +118,7 @@ describe('operator surface', { timeout: 120_000 }, () => {
     assert.ok((sample(ma, 'agentmesh_tasks{status="COMPLETED"}') ?? 0) >= 1, 'a counts the completed task');
     assert.equal(sample(ma, 'agentmesh_agents{state="RUNNING"}'), 2, "a counts b's two running agents");
     assert.equal(sample(mb, 'agentmesh_agent_host_agents{state="RUNNING"}'), 2);
-    assert.equal(sample(ma, 'agentmesh_agent_host_agents{state="RUNNING"}'), undefined, 'a hosts none');
+    assert.equal(sample(ma, 'agentmesh_agent_host_agents{state="RUNNING"}'), 0, 'a hosts none');
     assert.ok((sample(mb, 'agentmesh_agent_tasks_ended_total{outcome="completed"}') ?? 0) >= 1);
     assert.match(ma, /^# TYPE agentmesh_replica_rejected_total counter$/m);
     assert.match(ma, /^# TYPE agentmesh_sync_sent_bytes_total counter$/m);
