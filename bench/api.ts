@@ -26,7 +26,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { connect as tcpConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MeshProcess, shutdownNodes, until } from '../test/helpers/mesh-process.js';
+import { MeshProcess, type MeshProcessOptions, shutdownNodes, until } from '../test/helpers/mesh-process.js';
 import { cpuMs, killAllChildren, LineChild } from './api-child.js';
 import type { WriterConfig } from './api-writer.js';
 import type { Arrivals, WatcherSummary, WriteRecord, WriterSummary } from './api-workload.js';
@@ -50,6 +50,8 @@ const CEILING_COUNT = Number(env('CEILING_COUNT', '20000'));
 const SETTLE_MS = Number(env('SETTLE_MS', '30000'));
 const ONLY = process.env.MESH_BENCH_ONLY?.split(',');
 const BASELINE = env('BASELINE', '1') !== '0';
+/** A node's start (spawn to API up) on a machine shared with other work can take a while. */
+const NODE_READY_MS = 60_000;
 const want = (row: string): boolean => ONLY === undefined || ONLY.includes(row);
 
 // --- the systems under test ------------------------------------------------------------------------
@@ -75,12 +77,15 @@ async function startMesh(n: number, dir: string): Promise<MeshSystem> {
   const nodes: MeshProcess[] = [];
   // Data directories inside the suite's temp dir, so that even an interrupted run leaves none behind.
   const dataDir = (i: number): string => mkdtempSync(join(dir, `node${i}-`));
+  // Pushed before start, so that a node that fails to come up is stopped with the others.
+  const add = (o: MeshProcessOptions): Promise<MeshProcess> => {
+    const node = new MeshProcess({ readyTimeoutMs: NODE_READY_MS, ...o });
+    nodes.push(node);
+    return node.start();
+  };
   try {
-    nodes.push(await new MeshProcess({ name: 'api0', dataDir: dataDir(0) }).start());
-    for (let i = 1; i < n; i++)
-      nodes.push(
-        await new MeshProcess({ name: `api${i}`, dataDir: dataDir(i), join: [(nodes[0] as MeshProcess).addr] }).start(),
-      );
+    const first = await add({ name: 'api0', dataDir: dataDir(0) });
+    for (let i = 1; i < n; i++) await add({ name: `api${i}`, dataDir: dataDir(i), join: [first.addr] });
     for (const node of nodes) {
       await until(
         () => node.get<{ peers: { alive: number } }>('/v1/status'),
