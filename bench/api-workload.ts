@@ -31,8 +31,10 @@ const TASK_RANK: Record<string, number> = {
 export function versionOf(kind: Kind, value: unknown): number {
   if (value === null || typeof value !== 'object') return 0;
   if (kind === 'agent') {
-    const v = (value as { meta?: { v?: unknown } }).meta?.v;
-    return typeof v === 'number' ? v : 0;
+    // A registration carries its version in `meta.v`; a mesh heartbeat (liveness only) in `load`.
+    const a = value as { meta?: { v?: unknown }; load?: unknown };
+    const v = typeof a.meta?.v === 'number' ? a.meta.v : 0;
+    return Math.max(v, typeof a.load === 'number' ? a.load : 0);
   }
   return TASK_RANK[(value as { status?: string }).status ?? ''] ?? 0;
 }

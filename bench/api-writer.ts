@@ -125,6 +125,22 @@ class SlotWorkload {
     this.lastVersion.set(id, version);
     this.busy.add(id);
     const body = agentBody(id, version, version % 8);
+    if (this.cfg.workload === 'heartbeat') {
+      // What an agent's heartbeat is in each system: the mesh's liveness route (only that small
+      // register replicates; the version rides in `load`), a put of the whole value in NATS KV.
+      const heartbeat = { load: version };
+      return {
+        kind: 'agent',
+        id,
+        version,
+        method: 'POST',
+        path: `/v1/agents/${id}/heartbeat`,
+        body: heartbeat,
+        batch: { op: 'agent.heartbeat', id, heartbeat },
+        value: body,
+        done: () => this.busy.delete(id),
+      };
+    }
     return {
       kind: 'agent',
       id,
