@@ -33,9 +33,8 @@ export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
       isReachable: (id) => c.info.isReachable(id),
       onEvent: (listener) => c.info.onEvent(listener),
       counters: () => c.info.counters(),
-      ...(c.info.forgetPeer
-        ? { forgetPeer: (id: string) => (c.info.forgetPeer as NonNullable<typeof c.info.forgetPeer>).call(c.info, id) }
-        : {}),
+      // Only nodes that can forget peers offer it (DELETE /v1/peers/:id is 404 otherwise).
+      ...(c.info.forgetPeer ? { forgetPeer: c.info.forgetPeer.bind(c.info) } : {}),
     };
     return {
       name: API_SERVICE,

@@ -53,7 +53,7 @@ function freePort(): Promise<number> {
 
 const hostPort = (api: string): string => new URL(api).host;
 
-describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
+describe('mesh CLI: the operator surface', { timeout: 600_000 }, () => {
   const nodes: MeshProcess[] = [];
   const dirs: string[] = [];
   const tmp = (): string => {
