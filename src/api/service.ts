@@ -37,9 +37,8 @@ export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
       onEvent: (listener) => c.info.onEvent(listener),
       metrics: () => c.info.metrics(),
       health: () => c.info.health?.() ?? { ok: true, problems: [] },
-      ...(c.info.forgetPeer
-        ? { forgetPeer: (id: string) => (c.info.forgetPeer as NonNullable<typeof c.info.forgetPeer>).call(c.info, id) }
-        : {}),
+      // Only nodes that can forget peers offer it (DELETE /v1/peers/:id is 404 otherwise).
+      ...(c.info.forgetPeer ? { forgetPeer: c.info.forgetPeer.bind(c.info) } : {}),
     };
     return {
       name: API_SERVICE,

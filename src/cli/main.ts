@@ -34,7 +34,11 @@ function nodeOptions(cmd: Command): Command {
     )
     .option('--name <name>', 'node name (default: host name)')
     .option('--psk <file>', 'pre-shared key file for a private mesh (see mesh keygen)')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info')
+    .addOption(
+      new Option('--log-level <level>', 'log level of every component')
+        .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+        .default('info'),
+    )
     .option('--mdns', 'discover peers on the LAN with mDNS')
     .option('--mesh <name>', 'mesh name: nodes replicate only within the same mesh', 'default')
     .option('--token <token>', 'bearer token for the HTTP API (required off loopback)', process.env.MESH_API_TOKEN)

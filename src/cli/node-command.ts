@@ -76,7 +76,14 @@ export async function runNode(flags: StartFlags, join: string[]): Promise<number
     ...(flags.syncStrategy ? { syncStrategy: flags.syncStrategy } : {}),
     ...(flags.maxPendingWrites ? { maxPendingWrites: flags.maxPendingWrites } : {}),
   };
-  if (flags.psk) options.psk = validatePsk(await readFile(flags.psk));
+  if (flags.psk) {
+    try {
+      options.psk = validatePsk(await readFile(flags.psk));
+    } catch (err) {
+      console.error(`mesh: --psk ${flags.psk}: ${(err as Error).message} (write a key with \`mesh keygen FILE\`)`);
+      return 1;
+    }
+  }
   const { MeshNode } = await import('../node/mesh-node.js');
   let node: InstanceType<typeof MeshNode>;
   try {
@@ -100,6 +107,7 @@ export async function runNode(flags: StartFlags, join: string[]): Promise<number
         console.error(`mesh: second ${sig}, exiting without a clean shutdown`);
         process.exit(1);
       }
+      catching?.abort();
       console.error(`mesh: ${sig}, shutting down`);
       node.stop().then(resolve, (err: unknown) => {
         console.error(`mesh: error during shutdown: ${(err as Error).message}`);
@@ -116,7 +124,6 @@ export async function runNode(flags: StartFlags, join: string[]): Promise<number
       process.stdin.resume();
     }
   });
-  catching?.abort();
   process.stdin.destroy();
   // Everything is stopped and flushed; a handle some library forgot must not keep us alive.
   setTimeout(() => process.exit(0), 2000).unref();

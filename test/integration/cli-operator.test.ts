@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
-import { MeshProcess, until } from '../helpers/mesh-process.js';
+import { MeshProcess, type MeshProcessOptions, until } from '../helpers/mesh-process.js';
 
 const MESH_JS = resolve(import.meta.dirname, '../../dist/mesh.js');
 
@@ -53,7 +53,7 @@ function freePort(): Promise<number> {
 
 const hostPort = (api: string): string => new URL(api).host;
 
-describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
+describe('mesh CLI: the operator surface', { timeout: 600_000 }, () => {
   const nodes: MeshProcess[] = [];
   const dirs: string[] = [];
   const tmp = (): string => {
@@ -61,14 +61,22 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     dirs.push(d);
     return d;
   };
+  /**
+   * A node registered for disposal before it starts, so one that is slow to start (the machine is
+   * shared) is still stopped by `after`; the start bound is generous for the same reason.
+   */
+  const started = async (o: MeshProcessOptions): Promise<MeshProcess> => {
+    const n = new MeshProcess({ readyTimeoutMs: 60_000, ...o });
+    nodes.push(n);
+    return n.start();
+  };
   after(async () => {
     await Promise.all(nodes.map((n) => n.dispose()));
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
   it('prints tables by default and the JSON with --json; --api takes HOST:PORT and URLs alike', async () => {
-    const a = await new MeshProcess({ name: 'op-a' }).start();
-    nodes.push(a);
+    const a = await started({ name: 'op-a' });
     const reg = await mesh(['agent', 'register', 'ext-1', '--type', 'worker', '--capability', 'sum', '--api', a.api]);
     assert.equal(reg.code, 0, reg.stderr);
     assert.match(reg.stdout, new RegExp(`registered agent ext-1 on node ${a.id}`));
@@ -192,16 +200,14 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
   });
 
   it('--log-level reaches the loggers components create at import time (mesh:store)', async () => {
-    const debug = await new MeshProcess({ name: 'op-log', extraArgs: ['--log-level', 'debug'] }).start();
-    nodes.push(debug);
+    const debug = await started({ name: 'op-log', extraArgs: ['--log-level', 'debug'] });
     await until(
       () => debug.stderr.some((l) => l.includes('"c":"mesh:store"')),
       Boolean,
       5000,
       'a mesh:store debug line',
     );
-    const quiet = await new MeshProcess({ name: 'op-quiet', extraArgs: ['--log-level', 'error'] }).start();
-    nodes.push(quiet);
+    const quiet = await started({ name: 'op-quiet', extraArgs: ['--log-level', 'error'] });
     await quiet.call('PUT', '/v1/agents/q1', { name: 'q', type: 't' });
     await debug.stop();
     await quiet.stop();
@@ -210,9 +216,8 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
 
   it('forgets a dead peer, never a live one', async () => {
     const fast = ['--heartbeat-ms', '200'];
-    const a = await new MeshProcess({ name: 'op-f1', extraArgs: fast }).start();
-    const b = await new MeshProcess({ name: 'op-f2', join: [a.addr], extraArgs: fast }).start();
-    nodes.push(a, b);
+    const a = await started({ name: 'op-f1', extraArgs: fast });
+    const b = await started({ name: 'op-f2', join: [a.addr], extraArgs: fast });
     const peerState = async (): Promise<string | undefined> =>
       (await a.get<Array<{ id: string; state: string }>>('/v1/peers')).find((p) => p.id === b.id)?.state;
     await until(peerState, (s) => s === 'alive', 15_000, 'b alive on a');
@@ -236,14 +241,12 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     assert.match(unknown.stderr, /peer 12D3KooWNotAPeer not found \[404 NOT_FOUND\]/);
     // Restarted, a still lists no b (the mark is persisted) and does not dial it.
     await a.stop();
-    const again = await new MeshProcess({ dataDir: a.dataDir, extraArgs: fast }).start();
-    nodes.push(again);
+    const again = await started({ dataDir: a.dataDir, extraArgs: fast });
     assert.deepEqual(await again.get('/v1/peers'), []);
   });
 
   it('backs up a stopped node and restores it into a fresh directory: same id, same records', async () => {
-    const src = await new MeshProcess({ name: 'op-b' }).start();
-    nodes.push(src);
+    const src = await started({ name: 'op-b' });
     for (let i = 0; i < 25; i++) {
       assert.equal((await src.call('POST', '/v1/tasks', { id: `bk-${i}`, type: 'b', title: `t${i}` })).status, 201);
     }
@@ -276,8 +279,7 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     assert.equal(twice.code, 1);
     assert.match(twice.stderr, /already holds a node's data; restore into an empty/);
 
-    const restored = await new MeshProcess({ dataDir: target }).start();
-    nodes.push(restored);
+    const restored = await started({ dataDir: target });
     assert.equal(restored.id, src.id, 'the restored node is the same node');
     assert.deepEqual(
       (await restored.get<Array<{ id: string; status: string }>>('/v1/tasks')).map((t) => [t.id, t.status]),
@@ -294,8 +296,7 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     // --new-identity: same records under a new peer id.
     const fresh = join(dir, 'fresh');
     assert.equal((await mesh(['restore', file, '--data', fresh, '--new-identity'])).code, 0);
-    const other = await new MeshProcess({ dataDir: fresh }).start();
-    nodes.push(other);
+    const other = await started({ dataDir: fresh });
     assert.notEqual(other.id, src.id);
     assert.equal((await other.get<unknown[]>('/v1/tasks')).length, before.tasks.length);
 
@@ -311,12 +312,9 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     assert.equal(existsSync(join(dir, 'never')), false);
   });
 
-  it('submit --wait shows the progress as lines off a terminal and exits 1 unless COMPLETED', async () => {
-    const a = nodes[0] as MeshProcess;
+  it('submit --wait shows the progress as lines off a terminal, and gives up (exit 1) after --timeout', async () => {
     const agents = join(resolve(import.meta.dirname, '../../examples'), 'agents.json');
-    const n = await new MeshProcess({ name: 'op-w', extraArgs: ['--agents', agents] }).start();
-    nodes.push(n);
-    void a;
+    const n = await started({ name: 'op-w', extraArgs: ['--agents', agents] });
     const r = await mesh(['submit', '--type', 'greet', '--title', 'hi', '--agent', 'hello', '--wait', '--api', n.api]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /^task \S+: COMPLETED on hello 100%$/m);
@@ -324,13 +322,26 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     assert.match(r.stdout, /^result\s+\{"greeting":"hello from /m);
     const json = await mesh(['submit', '--type', 'greet', '--agent', 'hello', '--wait', '--json', '--api', n.api]);
     assert.equal((JSON.parse(json.stdout) as { status: string }).status, 'COMPLETED');
+    const stuck = await mesh([
+      'submit',
+      '--type',
+      'x',
+      '--capability',
+      'nobody-has-it',
+      '--wait',
+      '--timeout',
+      '1',
+      '--api',
+      n.api,
+    ]);
+    assert.equal(stuck.code, 1);
+    assert.match(stuck.stderr, /mesh: task (\S+) did not end within 1 s \(it is PENDING\); see it with `mesh task \1`/);
     await n.stop();
   });
 
   it('shows a catch-up bar when join runs on a terminal (and none in a pipe)', async (t) => {
     if (spawnSync('script', ['--version']).status !== 0) return t.skip('no script(1) to give the node a terminal');
-    const a = await new MeshProcess({ name: 'op-cu' }).start();
-    nodes.push(a);
+    const a = await started({ name: 'op-cu' });
     await Promise.all(
       Array.from({ length: 300 }, (_, i) =>
         a.call('POST', '/v1/tasks', { id: `cu-${i}`, type: 'c', capabilities: ['none'] }),
@@ -381,8 +392,7 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
     const dataDir = tmp();
     const opts = { dataDir, extraArgs: ['--api', `127.0.0.1:${port}`] };
     // MeshProcess passes --api 127.0.0.1:0 first; the later flag wins.
-    let node = await new MeshProcess(opts).start();
-    nodes.push(node);
+    let node = await started(opts);
     const child = spawn(
       process.execPath,
       [MESH_JS, 'watch', '--json', '--kind', 'task', '--api', `127.0.0.1:${port}`],
@@ -408,8 +418,7 @@ describe('mesh CLI: the operator surface', { timeout: 360_000 }, () => {
         300,
       );
       await node.stop();
-      node = await new MeshProcess(opts).start();
-      nodes.push(node);
+      node = await started(opts);
       await until(() => errLines.some((l) => l.includes('reconnected')), Boolean, 15_000, 'watch to reconnect');
       assert.equal((await node.call('POST', '/v1/tasks', { id: 'after-restart', type: 'w' })).status, 201);
       await until(() => seen('after-restart'), Boolean, 10_000, 'the event after the restart');
