@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
-import { ClockSkewError, ClockSync, MembershipView } from '../membership/index.js';
+import { ClockSkewError, ClockSync, MembershipView, type PeerState } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
 import { nodeSchema } from '../registry/node-schema.js';
@@ -21,6 +21,8 @@ import type { CounterSnapshot, HealthReport, MeshEvent, NodeInfo, NodeStatus, Pe
 export { VERSION };
 
 const META_IDENTITY = 'identity';
+/** Peers back from dead within this window count as one partition heal (one log line). */
+const HEAL_WINDOW_MS = 5_000;
 
 /** Reads the node's identity key from the data directory, creating one on first start. */
 async function loadOrCreateIdentity(dataDir: string): Promise<Uint8Array> {
@@ -63,6 +65,13 @@ export class MeshNode implements NodeInfo {
   private _agents: AgentRegistry | undefined;
   private _tasks: TaskBoard | undefined;
   private _apiUrl = '';
+  /** Remote record changes applied: how much a heal brought in. */
+  private remoteChanges = 0;
+  private readonly deadSince = new Map<string, number>();
+  /** Peers back from dead whose heartbeats have not resumed yet (their 'alive' is not news). */
+  private readonly returning = new Set<string>();
+  private heal:
+    { peers: Set<string>; separatedMs: number; remoteChangesAtStart: number; timer: NodeJS.Timeout } | undefined;
 
   constructor(options: MeshNodeOptions) {
     this.options = options;
@@ -237,6 +246,14 @@ export class MeshNode implements NodeInfo {
       new MembershipView({ selfId: nodeId, heartbeatIntervalMs: heartbeatMs }),
     );
     this._membership = membership;
+    const offState = membership.events.on('state', (t) => this.onPeerState(t.peerId, t.from, t.to));
+    this.stack.push({
+      name: 'membership-log',
+      stop: () => {
+        offState();
+        clearTimeout(this.heal?.timer);
+      },
+    });
     const offConnect = host.on('peer:connect', (p) => membership.connected(p, true));
     const offDisconnect = host.on('peer:disconnect', (p) => membership.connected(p, false));
     this.stack.push({
@@ -365,6 +382,71 @@ export class MeshNode implements NodeInfo {
     });
   }
 
+  /** Peer names for log lines (from node records; a peer whose record we refuse has none). */
+  private peerName(id: string): string | undefined {
+    const rec = this._replica?.get(`node/${id}`);
+    return rec === undefined ? undefined : nodeSchema.value(rec).name;
+  }
+
+  /**
+   * One info line per peer state change an operator cares about: joined, suspect, dead, back.
+   * Several peers coming back from dead within HEAL_WINDOW_MS are one partition heal: one more line
+   * when the window closes, with how many records the mesh brought in meanwhile.
+   */
+  private onPeerState(peer: string, from: PeerState, to: PeerState): void {
+    const fields = { peer, name: this.peerName(peer) };
+    if (from === 'dead' && (to === 'alive' || to === 'suspect')) {
+      // Back: a connection (suspect until heartbeats flow again) or a fresh heartbeat.
+      const since = this.deadSince.get(peer);
+      this.deadSince.delete(peer);
+      if (to === 'suspect') this.returning.add(peer);
+      this.log.info(
+        { ...fields, downMs: since === undefined ? null : Date.now() - since },
+        'peer back after being dead',
+      );
+      this.noteHeal(peer, since);
+    } else if (to === 'alive' && from === 'unknown') this.log.info(fields, 'peer joined');
+    else if (to === 'alive' && from === 'suspect') {
+      if (this.returning.delete(peer)) this.log.debug(fields, 'returning peer is alive');
+      else this.log.info(fields, 'peer is alive again');
+    } else if (to === 'suspect') this.log.info(fields, 'peer suspect: its heartbeats are late');
+    else if (to === 'dead') {
+      this.returning.delete(peer);
+      this.log.info(fields, 'peer dead: unreachable; its agents are listed as unreachable');
+      this.deadSince.set(peer, Date.now());
+    } else if (to === 'unknown') {
+      this.returning.delete(peer);
+      this.deadSince.delete(peer);
+      this.log.debug(fields, 'peer forgotten');
+    }
+  }
+
+  private noteHeal(peer: string, deadSince: number | undefined): void {
+    if (this.heal === undefined) {
+      const heal = {
+        peers: new Set<string>(),
+        separatedMs: 0,
+        remoteChangesAtStart: this.remoteChanges,
+        timer: setTimeout(() => {
+          this.heal = undefined;
+          const records = this.remoteChanges - heal.remoteChangesAtStart;
+          if (heal.peers.size > 1 || records > 0) {
+            this.log.info(
+              { peers: [...heal.peers], separatedMs: heal.separatedMs, recordsReceived: records },
+              heal.peers.size > 1
+                ? `partition healed: ${heal.peers.size} peers back; ${records} record changes came in since`
+                : `caught up with a peer back from a separation: ${records} record changes came in`,
+            );
+          }
+        }, HEAL_WINDOW_MS),
+      };
+      heal.timer.unref();
+      this.heal = heal;
+    }
+    this.heal.peers.add(peer);
+    if (deadSince !== undefined) this.heal.separatedMs = Math.max(this.heal.separatedMs, Date.now() - deadSince);
+  }
+
   private onChange(
     key: string,
     state: RecordState,
@@ -372,6 +454,7 @@ export class MeshNode implements NodeInfo {
     origin: string | null,
     local: boolean,
   ): void {
+    if (!local) this.remoteChanges++;
     const slash = key.indexOf('/');
     const kind = key.slice(0, slash);
     const id = key.slice(slash + 1);
@@ -520,6 +603,9 @@ export class MeshNode implements NodeInfo {
     out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;
     out.pubsub_rejected_by_validator_total = ps.rejectedByValidator;
     out.peers_connected = this.host.connectedPeers().length;
+    const hs = this.host.stats();
+    out.net_gater_refused_total = hs.gaterRefused;
+    out.net_peer_connects_total = hs.peerConnects;
     const cs = this.clockSync.stats;
     out.clock_measurements_total = cs.measurements;
     out.clock_measurement_failures_total = cs.failures;
