@@ -582,6 +582,7 @@ export class MeshNode implements NodeInfo {
     out.sync_initiated_total = s.initiated;
     out.sync_served_total = s.served;
     out.sync_failures_total = s.failures;
+    for (const [code, n] of Object.entries(s.failuresByCode)) out[`sync_failures_${code.toLowerCase()}_total`] = n;
     for (const [reason, n] of Object.entries(s.rejectedRecords)) out[`sync_rejected_records_${reason}_total`] = n;
     for (const [strategy, n] of Object.entries(s.sessions)) out[`sync_sessions_${strategy}_total`] = n;
     for (const [phase, st] of Object.entries(s.byPhase)) {

@@ -65,6 +65,8 @@ export interface SyncStats {
   initiated: number;
   served: number;
   failures: number;
+  /** Failed sessions (either side) by the error's code: CHECKSUM_MISMATCH, FRAME_TOO_LARGE, ... */
+  failuresByCode: Record<string, number>;
   rejectedRecords: Record<string, number>;
   /** Sessions by the strategy the initiator chose. */
   sessions: Record<Strategy, number>;
@@ -186,6 +188,7 @@ export class SyncProtocol {
     initiated: 0,
     served: 0,
     failures: 0,
+    failuresByCode: {},
     rejectedRecords: {},
     sessions: { none: 0, gaps: 0, merkle: 0, bloom: 0 },
     byPhase: { gaps: emptyStrategyStats(), merkle: emptyStrategyStats(), bloom: emptyStrategyStats() },
@@ -284,6 +287,7 @@ export class SyncProtocol {
       return report;
     } catch (err) {
       this.stats.failures++;
+      this.countFailure(err);
       session.abort(err instanceof Error ? err : new Error(String(err)));
       throw err;
     } finally {
@@ -480,6 +484,7 @@ export class SyncProtocol {
     } catch (err) {
       meter.close();
       this.stats.failures++;
+      this.countFailure(err);
       this.log.warn(
         { peer, err: (err as Error).message, code: (err as { code?: string }).code },
         'sync session failed',
@@ -489,6 +494,12 @@ export class SyncProtocol {
   }
 
   // --- shared helpers -------------------------------------------------------------------------
+
+  private countFailure(err: unknown): void {
+    const raw = (err as { code?: unknown } | null)?.code;
+    const code = typeof raw === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(raw) ? raw : 'OTHER';
+    this.stats.failuresByCode[code] = (this.stats.failuresByCode[code] ?? 0) + 1;
+  }
 
   private parse(frame: Uint8Array): SyncMessage {
     return parseMessage(decode(frame));
