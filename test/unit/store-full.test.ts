@@ -120,6 +120,8 @@ describe('DurableReplica on a failing disk', () => {
         await hit(durable, 'note/1');
         acked++;
         assert.equal(hitsOf(a, 'note/1'), acked + 1, 'the unacknowledged write is in memory');
+        // LevelDB keeps a failed sync sticky until reopened: the store reopened before retrying.
+        assert.ok(durable.store.stats.reopens >= 1, `reopened: ${durable.store.stats.reopens}`);
       } finally {
         await durable.close();
       }
