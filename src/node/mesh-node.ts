@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
-import { HybridClock, type AnyRecordSchema, type RecordState } from '../crdt/index.js';
+import { HybridClock, type AnyRecordSchema, type RecordState, wallOf } from '../crdt/index.js';
 import { ClockSkewError, ClockSync, MembershipView, type PeerState } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
@@ -67,6 +67,8 @@ export class MeshNode implements NodeInfo {
   private _apiUrl = '';
   /** Remote record changes applied: how much a heal brought in. */
   private remoteChanges = 0;
+  /** The start-up (full) node record has not been written yet. */
+  private fullRecordPending = false;
   private readonly deadSince = new Map<string, number>();
   /** Peers back from dead whose heartbeats have not resumed yet (their 'alive' is not news). */
   private readonly returning = new Set<string>();
@@ -236,6 +238,7 @@ export class MeshNode implements NodeInfo {
         meshName: o.meshName ?? 'default',
         log: logger('mesh:clock'),
         maxDriftMs: replica.clock.maxDriftMs,
+        logicalLeadMs: () => wallOf(replica.clock.current) - Date.now(),
         ...(o.clockSyncIntervalMs !== undefined ? { intervalMs: o.clockSyncIntervalMs } : {}),
       }),
     );
@@ -297,9 +300,13 @@ export class MeshNode implements NodeInfo {
       await this.use(service.name, service);
     }
 
-    await this.writeNodeRecord(true);
+    // A node that cannot write yet (its clock ran ahead before a restart) still starts: it says
+    // why, refuses writes, and writes its full record with the first heartbeat that goes through.
+    await this.writeNodeRecord(true).catch((err: unknown) => {
+      if (!(err instanceof ClockSkewError)) throw err;
+    });
     const beat = setInterval(() => {
-      this.writeNodeRecord(false).catch((err: unknown) => {
+      this.writeNodeRecord(this.fullRecordPending).catch((err: unknown) => {
         // A failing store or a skewed clock is reported once when it starts (and in /v1/health),
         // not every second here.
         const reported =
@@ -358,6 +365,7 @@ export class MeshNode implements NodeInfo {
   }
 
   private async writeNodeRecord(full: boolean): Promise<void> {
+    this.fullRecordPending ||= full;
     const r = this.replica;
     const addresses = this.host.multiaddrs();
     const key = `node/${r.nodeId}`;
@@ -380,6 +388,7 @@ export class MeshNode implements NodeInfo {
           : {}),
       });
     });
+    if (full) this.fullRecordPending = false;
   }
 
   /** Peer names for log lines (from node records; a peer whose record we refuse has none). */
@@ -497,13 +506,8 @@ export class MeshNode implements NodeInfo {
         ...(store.since !== undefined ? { since: store.since } : {}),
       });
     }
-    if (this._clockSync?.skewed) {
-      const offset = this._clockSync.selfOffsetMs();
-      problems.push({
-        code: 'CLOCK_SKEW',
-        message: `this node's clock runs ${offset ?? '?'} ms ahead of most of its peers (bound ${this._clockSync.maxDriftMs} ms); writes are refused`,
-      });
-    }
+    const skew = this._clockSync?.skewError();
+    if (skew !== undefined) problems.push({ code: 'CLOCK_SKEW', message: `${skew.message}; writes are refused` });
     return { ok: problems.length === 0, problems };
   }
 
