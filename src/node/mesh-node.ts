@@ -23,6 +23,8 @@ export { VERSION };
 const META_IDENTITY = 'identity';
 /** Peers back from dead within this window count as one partition heal (one log line). */
 const HEAL_WINDOW_MS = 5_000;
+/** A heal's line is written at the latest this long after the first peer came back. */
+const HEAL_MAX_MS = 60_000;
 
 /** Reads the node's identity key from the data directory, creating one on first start. */
 async function loadOrCreateIdentity(dataDir: string): Promise<Uint8Array> {
@@ -65,7 +67,7 @@ export class MeshNode implements NodeInfo {
   private _agents: AgentRegistry | undefined;
   private _tasks: TaskBoard | undefined;
   private _apiUrl = '';
-  /** Remote record changes applied: how much a heal brought in. */
+  /** Remote agent and task record changes applied: how much a heal brought in. */
   private remoteChanges = 0;
   /** The start-up (full) node record has not been written yet. */
   private fullRecordPending = false;
@@ -73,7 +75,14 @@ export class MeshNode implements NodeInfo {
   /** Peers back from dead whose heartbeats have not resumed yet (their 'alive' is not news). */
   private readonly returning = new Set<string>();
   private heal:
-    { peers: Set<string>; separatedMs: number; remoteChangesAtStart: number; timer: NodeJS.Timeout } | undefined;
+    | {
+        peers: Set<string>;
+        separatedMs: number;
+        remoteChangesAtStart: number;
+        lastSeen: number;
+        timer: NodeJS.Timeout | undefined;
+      }
+    | undefined;
 
   constructor(options: MeshNodeOptions) {
     this.options = options;
@@ -430,25 +439,40 @@ export class MeshNode implements NodeInfo {
     }
   }
 
+  /**
+   * Peers back from dead join the current heal; the heal's line is written once the mesh has
+   * gone quiet (no remote change for HEAL_WINDOW_MS, at most HEAL_MAX_MS after the first return),
+   * so that it reports the whole catch-up, not the first seconds of it.
+   */
   private noteHeal(peer: string, deadSince: number | undefined): void {
     if (this.heal === undefined) {
+      const startedAt = Date.now();
       const heal = {
         peers: new Set<string>(),
         separatedMs: 0,
         remoteChangesAtStart: this.remoteChanges,
-        timer: setTimeout(() => {
-          this.heal = undefined;
-          const records = this.remoteChanges - heal.remoteChangesAtStart;
-          if (heal.peers.size > 1 || records > 0) {
-            this.log.info(
-              { peers: [...heal.peers], separatedMs: heal.separatedMs, recordsReceived: records },
-              heal.peers.size > 1
-                ? `partition healed: ${heal.peers.size} peers back; ${records} record changes came in since`
-                : `caught up with a peer back from a separation: ${records} record changes came in`,
-            );
-          }
-        }, HEAL_WINDOW_MS),
+        lastSeen: this.remoteChanges,
+        timer: undefined as NodeJS.Timeout | undefined,
       };
+      const check = (): void => {
+        if (this.remoteChanges !== heal.lastSeen && Date.now() - startedAt < HEAL_MAX_MS) {
+          heal.lastSeen = this.remoteChanges;
+          heal.timer = setTimeout(check, HEAL_WINDOW_MS);
+          heal.timer.unref();
+          return;
+        }
+        this.heal = undefined;
+        const records = this.remoteChanges - heal.remoteChangesAtStart;
+        if (heal.peers.size > 1 || records > 0) {
+          this.log.info(
+            { peers: [...heal.peers], separatedMs: heal.separatedMs, recordsReceived: records },
+            heal.peers.size > 1
+              ? `partition healed: ${heal.peers.size} peers back; ${records} record changes came in since`
+              : `caught up with a peer back from a separation: ${records} record changes came in`,
+          );
+        }
+      };
+      heal.timer = setTimeout(check, HEAL_WINDOW_MS);
       heal.timer.unref();
       this.heal = heal;
     }
@@ -463,7 +487,8 @@ export class MeshNode implements NodeInfo {
     origin: string | null,
     local: boolean,
   ): void {
-    if (!local) this.remoteChanges++;
+    // Agent and task changes only: node records change with every heartbeat.
+    if (!local && !key.startsWith('node/')) this.remoteChanges++;
     const slash = key.indexOf('/');
     const kind = key.slice(0, slash);
     const id = key.slice(slash + 1);
