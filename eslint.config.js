@@ -50,6 +50,15 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard is browser code with its own tsconfig (DOM types, bundled by esbuild).
+    files: ['web/**/*.ts'],
+    languageOptions: {
+      parserOptions: { project: './web/tsconfig.json', tsconfigRootDir: import.meta.dirname },
+    },
+    // A browser console is no log: the page reports problems on the page.
+    rules: { 'no-console': 'error' },
+  },
+  {
     // Only the CLI, scripts, benchmarks and test fixtures talk to a terminal; everything else logs.
     files: ['src/**/*.ts'],
     ignores: ['src/cli/**', 'src/mesh.ts'],

@@ -21,6 +21,7 @@ const suites: Record<string, Array<[string, () => Promise<Suite>]>> = {
   net: [['net', async () => (await import('./net-latency.js')).benchNet as Suite]],
   exec: [['exec', async () => (await import('./exec.js')).benchExec]],
   sched: [['sched', async () => (await import('./sched.js')).benchSched]],
+  api: [['api', async () => (await import('./api.js')).benchApi]],
 };
 
 async function main(): Promise<void> {

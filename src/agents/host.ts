@@ -6,6 +6,7 @@ import type { Replica } from '../replica/index.js';
 import { isTaskError } from '../tasks/errors.js';
 import { TASK_KEY_PREFIX, type TaskBoard, type TaskView, taskView } from '../tasks/tasks.js';
 import type { Logger } from '../util/log.js';
+import { DURATION_BUCKETS, HistogramRecorder, type MetricSet } from '../util/metrics.js';
 import type { AgentDefinition, HookName } from './definitions.js';
 import type { AgentDriver, DriverCounters, DriverDeps } from './drivers/driver.js';
 import { execDriver } from './drivers/exec.js';
@@ -126,6 +127,8 @@ export class AgentHost implements Service, AgentControl {
     restarts: 0,
     leftoversStopped: 0,
   };
+  /** IN_PROGRESS -> COMPLETED, FAILED or CANCELLED of the tasks this node ran, by agent and outcome. */
+  private readonly durations = new HistogramRecorder(DURATION_BUCKETS, ['agent', 'outcome']);
   private readonly liveness = new Map<string, { timer?: NodeJS.Timeout; writing?: Promise<void>; again: boolean }>();
   private offChange: (() => void) | undefined;
   private scheduler:
@@ -213,30 +216,51 @@ export class AgentHost implements Service, AgentControl {
     this.closed = true;
   }
 
-  counters(): Record<string, number> {
+  metrics(m: MetricSet): void {
     const s = this.stats;
     const states: Record<string, number> = {};
     for (const sup of this.sups.values()) states[sup.state] = (states[sup.state] ?? 0) + 1;
-    return {
-      agent_host_agents: this.sups.size,
-      agent_host_running_tasks: [...this.sups.values()].reduce((n, x) => n + x.load, 0),
-      agent_protocol_errors_total: s.protocolErrors,
-      agent_unknown_task_messages_total: s.unknownTask,
-      agent_output_too_large_total: s.oversized,
-      agent_ping_timeouts_total: s.pingTimeouts,
-      agent_tool_calls_total: s.toolCalls,
-      agent_tasks_started_total: s.tasksStarted,
-      agent_tasks_completed_total: s.tasksCompleted,
-      agent_tasks_failed_total: s.tasksFailed,
-      agent_tasks_cancelled_total: s.tasksCancelled,
-      agent_tasks_timed_out_total: s.tasksTimedOut,
-      agent_tasks_interrupted_total: s.tasksInterrupted,
-      agent_hook_vetoes_total: s.hookVetoes,
-      agent_hook_failures_total: s.hookFailures,
-      agent_restarts_total: s.restarts,
-      agent_leftover_processes_stopped_total: s.leftoversStopped,
-      ...Object.fromEntries(Object.entries(states).map(([k, n]) => [`agent_host_agents_${k.toLowerCase()}`, n])),
-    };
+    m.gauge('agent_host_agents', 'Agents this node hosts, by supervisor state', states, 'state');
+    m.gauge(
+      'agent_host_running_tasks',
+      "Tasks running on this node's agents",
+      [...this.sups.values()].reduce((n, x) => n + x.load, 0),
+    );
+    m.counter('agent_protocol_errors_total', 'Malformed or invalid messages from agents', s.protocolErrors);
+    m.counter('agent_unknown_task_messages_total', 'Agent messages about tasks they do not run', s.unknownTask);
+    m.counter('agent_output_too_large_total', 'Agent lines or results over the size limit', s.oversized);
+    m.counter('agent_ping_timeouts_total', 'Pings agents did not answer in time', s.pingTimeouts);
+    m.counter('agent_tool_calls_total', 'Tool calls made by agents', s.toolCalls);
+    m.counter('agent_tasks_started_total', "Tasks started on this node's agents", s.tasksStarted);
+    m.counter(
+      'agent_tasks_ended_total',
+      'Task executions ended on this node, by outcome',
+      { completed: s.tasksCompleted, failed: s.tasksFailed, cancelled: s.tasksCancelled },
+      'outcome',
+    );
+    m.counter(
+      'agent_tasks_timed_out_total',
+      'Executions killed by their timeout (also counted as failed)',
+      s.tasksTimedOut,
+    );
+    m.counter(
+      'agent_tasks_interrupted_total',
+      'Executions interrupted by a node restart (also counted as failed)',
+      s.tasksInterrupted,
+    );
+    m.counter('agent_hook_vetoes_total', 'Tasks a pre_task hook refused', s.hookVetoes);
+    m.counter('agent_hook_failures_total', 'Hooks that could not run or failed', s.hookFailures);
+    m.counter('agent_restarts_total', 'Agent processes restarted by supervision', s.restarts);
+    m.counter(
+      'agent_leftover_processes_stopped_total',
+      'Agent processes a previous run of this node left behind, stopped at start',
+      s.leftoversStopped,
+    );
+    m.histogram(
+      'agent_task_duration_seconds',
+      'Executions on this node from IN_PROGRESS to their end, by agent and outcome',
+      this.durations,
+    );
   }
 
   // --- control ----------------------------------------------------------------------------------
@@ -669,11 +693,14 @@ export class AgentHost implements Service, AgentControl {
     }
     await reporter.close();
     const durationMs = Date.now() - started;
+    const ended = (how: 'completed' | 'failed' | 'cancelled'): void =>
+      this.durations.observe(durationMs / 1000, { agent: sup.id, outcome: how });
     const log = reporter.logLines;
     if (outcome.ok) {
       try {
         await tasks.finish(t.id, epoch, { ok: true, result: outcome.result, log });
         this.stats.tasksCompleted++;
+        ended('completed');
         this.recordExecution(sup, 'success');
         void this.hook(sup, 'post_task', {
           event: 'post_task',
@@ -695,11 +722,13 @@ export class AgentHost implements Service, AgentControl {
     const e = outcome.error;
     if (e.code === 'CANCELLED') {
       this.stats.tasksCancelled++;
+      ended('cancelled');
       return;
     }
     if (e.code === 'TIMEOUT') this.stats.tasksTimedOut++;
     if (e.code === 'INTERRUPTED') this.stats.tasksInterrupted++;
     this.stats.tasksFailed++;
+    ended('failed');
     const error = this.errorJson(e, sup.id);
     try {
       await tasks.finish(t.id, epoch, { ok: false, error, retryable: e.retryable, log });

@@ -3,7 +3,7 @@ import type { NodeInfo } from '../node/types.js';
 import type { AgentRegistry } from '../registry/agents.js';
 import type { TaskBoard } from '../tasks/tasks.js';
 
-export type { CounterSnapshot, MeshEvent, NodeStatus, PeerView } from '../node/types.js';
+export type { CounterSnapshot, MeshEvent, MetricFamily, NodeStatus, PeerView } from '../node/types.js';
 
 /** Test-only fault switch: exists only when the node was started with faults enabled. */
 export interface FaultSwitch {

@@ -1,7 +1,8 @@
 import { AgentError, type AgentErrorCode } from '../agents/errors.js';
 import { ClockSkewError } from '../membership/clock-sync.js';
+import { ControlError, type ControlErrorCode } from '../control/errors.js';
 import { RegistryError } from '../registry/errors.js';
-import { PolicyError } from '../replica/errors.js';
+import { PolicyError, ReplicaError, ReplicaErrorCode } from '../replica/errors.js';
 import { StoreError } from '../store/errors.js';
 import { TaskError } from '../tasks/errors.js';
 import { MeshError } from '../util/errors.js';
@@ -22,6 +23,11 @@ export const ApiErrorCode = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   /** A replica policy refused the change (ownership, immutability, caps); `reason` says which. */
   POLICY_REJECTED: 'POLICY_REJECTED',
+  /**
+   * Too many writes in flight, or the store too far behind: nothing was changed, retry after the
+   * `Retry-After` header's seconds.
+   */
+  OVERLOADED: 'OVERLOADED',
   /** Anything unexpected; details stay in the server log. */
   INTERNAL: 'INTERNAL',
   /** Start-up refused: the API would listen beyond loopback without a token. */
@@ -41,6 +47,7 @@ export const API_HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   UNAUTHORIZED: 401,
   POLICY_REJECTED: 409,
+  OVERLOADED: 429,
   INTERNAL: 500,
   TOKEN_REQUIRED: 500,
   INVALID_OPTIONS: 500,
@@ -109,6 +116,17 @@ const AGENT_HTTP_STATUS: Partial<Record<AgentErrorCode, number>> = {
   HOOK_FAILED: 502,
 };
 
+/**
+ * The HTTP status of mesh-wide agent control's errors. Not internal errors, whatever the status:
+ * the client needs to know the hosting node is unreachable (503) or slow (504), and which.
+ */
+const CONTROL_HTTP_STATUS: Record<ControlErrorCode, number> = {
+  AGENT_NOT_FOUND: 404,
+  AGENT_NODE_UNREACHABLE: 503,
+  AGENT_CONTROL_TIMEOUT: 504,
+  AGENT_CONTROL_FAILED: 502,
+};
+
 function internal(): ErrorResponse {
   return { status: 500, body: body(ApiErrorCode.INTERNAL, 'internal error'), internal: true };
 }
@@ -145,12 +163,20 @@ export function toErrorResponse(err: unknown): ErrorResponse {
         : 'the node cannot write to its store right now; the write was not acknowledged';
     return { status: STORE_HTTP_STATUS[err.code] as number, body: body(err.code, message), internal: false };
   }
+  if (err instanceof ControlError) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: CONTROL_HTTP_STATUS[err.code], body: body(err.code, err.message, extra), internal: false };
+  }
   if (err instanceof PolicyError) {
     return {
       status: 409,
       body: body(ApiErrorCode.POLICY_REJECTED, err.message, { reason: err.reason }),
       internal: false,
     };
+  }
+  if (err instanceof ReplicaError && err.code === ReplicaErrorCode.OVERLOADED) {
+    const extra = err.details === undefined ? {} : { details: err.details };
+    return { status: 429, body: body(ApiErrorCode.OVERLOADED, err.message, extra), internal: false };
   }
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;

@@ -9,14 +9,15 @@ import { z } from 'zod';
 import { AGENT_ACTIONS, type LocalAgentStatus } from '../agents/host.js';
 import { AGENT_ID_PATTERN, MAX_AGENT_TYPE_LENGTH, MAX_CAPABILITY_LENGTH } from '../registry/agent-policy.js';
 import { AGENT_STATES } from '../registry/agent-schema.js';
-import { type AgentView, agentInputSchema as registryAgentInput } from '../registry/agents.js';
+import { type AgentView, agentInputSchema as registryAgentInput, heartbeatSchema } from '../registry/agents.js';
 import { MAX_TASK_CAPABILITY_LENGTH, TASK_ID_PATTERN } from '../tasks/task-policy.js';
 import { TASK_STATUSES } from '../tasks/task-schema.js';
 import { taskInputSchema as boardTaskInput, taskPatchSchema as boardTaskPatch, type TaskView } from '../tasks/tasks.js';
 import type { MeshEvent, NodeStatus, PeerView } from './backend.js';
 
 export type { AgentView, MeshEvent, NodeStatus, PeerView, TaskView };
-export type { ErrorBody } from './errors.js';
+import type { ErrorBody } from './errors.js';
+export type { ErrorBody };
 
 export const API_VERSION = 'v1';
 /** Default and maximum number of tasks one `GET /v1/tasks` returns. */
@@ -37,6 +38,11 @@ function queryParam<T extends z.ZodType>(schema: T) {
   return z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 }
 
+// --- peers --------------------------------------------------------------------------------------
+
+export const peerParamsSchema = z.strictObject({ id: nodeIdSchema });
+export type PeerParams = z.infer<typeof peerParamsSchema>;
+
 // --- agents -------------------------------------------------------------------------------------
 
 export const agentParamsSchema = z.strictObject({ id: agentIdSchema });
@@ -45,6 +51,10 @@ export type AgentParams = z.infer<typeof agentParamsSchema>;
 /** `PUT /v1/agents/:id`: the registry's AgentInput. `capabilities` replaces the whole set. */
 export const agentInputSchema = z.strictObject(registryAgentInput.shape);
 export type AgentInputBody = z.infer<typeof agentInputSchema>;
+
+/** `POST /v1/agents/:id/heartbeat`: the owner's liveness report (only the fields that changed). */
+export const agentHeartbeatSchema = z.strictObject(heartbeatSchema.shape).optional();
+export type AgentHeartbeatBody = z.infer<typeof agentHeartbeatSchema>;
 
 /** `GET /v1/agents`: every given filter must match. */
 export const agentListQuerySchema = z.strictObject({
@@ -74,6 +84,9 @@ export type TaskPatchBody = z.infer<typeof taskPatchSchema>;
 /** `POST /v1/tasks/:id/cancel`: no body, or an empty object. */
 export const taskCancelSchema = z.strictObject({}).optional();
 
+/** `POST /v1/tasks/:id/retry`: no body, or an empty object. */
+export const taskRetrySchema = z.strictObject({}).optional();
+
 /** `GET /v1/tasks`: every given filter must match; sorted by creation time, at most `limit`. */
 export const taskListQuerySchema = z.strictObject({
   status: queryParam(z.enum(TASK_STATUSES)),
@@ -89,6 +102,34 @@ export const taskListQuerySchema = z.strictObject({
   ),
 });
 export type TaskListQuery = z.infer<typeof taskListQuerySchema>;
+
+// --- batch --------------------------------------------------------------------------------------
+
+/** Most operations in one `POST /v1/batch`. */
+export const MAX_BATCH_OPS = 1000;
+/** The batch route's body limit: 1000 agent upserts with a few hundred bytes of meta each fit. */
+export const BATCH_BODY_LIMIT = 8 * 1024 * 1024;
+
+/** One operation of a batch: the body of the single-write route it stands for. */
+export const batchOpSchema = z.discriminatedUnion('op', [
+  z.strictObject({ op: z.literal('agent.put'), id: agentIdSchema, agent: agentInputSchema }),
+  z.strictObject({ op: z.literal('agent.heartbeat'), id: agentIdSchema, heartbeat: agentHeartbeatSchema }),
+  z.strictObject({ op: z.literal('agent.remove'), id: agentIdSchema }),
+  z.strictObject({ op: z.literal('task.create'), task: taskInputSchema }),
+  z.strictObject({ op: z.literal('task.patch'), id: taskIdSchema, patch: taskPatchSchema }),
+  z.strictObject({ op: z.literal('task.cancel'), id: taskIdSchema }),
+]);
+export type BatchOp = z.infer<typeof batchOpSchema>;
+
+/** `POST /v1/batch`: the envelope; each op is validated on its own (a bad op fails alone). */
+export const batchSchema = z.strictObject({ ops: z.array(z.unknown()).min(1).max(MAX_BATCH_OPS) });
+
+export type BatchResult = { ok: true; value: unknown } | { ok: false; error: ErrorBody['error'] };
+export interface BatchResponse {
+  ok: number;
+  failed: number;
+  results: BatchResult[];
+}
 
 // --- events -------------------------------------------------------------------------------------
 

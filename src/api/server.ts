@@ -15,9 +15,12 @@ import { ApiError, ApiErrorCode, toErrorResponse } from './errors.js';
 import { ApiMetrics } from './metrics.js';
 import { adminRoutes } from './routes/admin.js';
 import { agentRoutes } from './routes/agents.js';
+import { batchRoutes } from './routes/batch.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import type { RouteContext } from './routes/context.js';
 import { eventRoutes } from './routes/events.js';
 import { nodeRoutes } from './routes/node.js';
+import { openApiRoutes } from './routes/openapi.js';
 import { taskRoutes } from './routes/tasks.js';
 import { DEFAULT_SSE_BUFFER_BYTES, DEFAULT_SSE_HEARTBEAT_MS } from './sse.js';
 
@@ -25,6 +28,10 @@ export const DEFAULT_BODY_LIMIT = 256 * 1024;
 /** The largest body limit the server accepts as an option. */
 export const MAX_BODY_LIMIT = 64 * 1024 * 1024;
 const MAX_TOKEN_LENGTH = 4096;
+export const DEFAULT_MAX_INFLIGHT_WRITES = 4096;
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** Seconds a client told OVERLOADED waits before it retries. */
+const RETRY_AFTER_SECONDS = 1;
 
 export interface ApiServerOptions {
   host: string;
@@ -35,6 +42,11 @@ export interface ApiServerOptions {
   /** Largest accepted request body in bytes (default 256 KiB); larger gets 413. */
   bodyLimit?: number | undefined;
   log?: Logger | undefined;
+  /**
+   * Write requests (POST, PUT, PATCH, DELETE) in progress past which new ones get 429 OVERLOADED
+   * with Retry-After, instead of queueing in memory without bound (default 4096).
+   */
+  maxInflightWrites?: number | undefined;
   /**
    * Event-stream tuning (defaults: 1 MiB per-client buffer, 15 s heartbeat; a replay window of
    * 10,000 events / 8 MiB kept 10 min after the last client left).
@@ -127,7 +139,8 @@ export function bearerChecker(token: string): (authorization: string | undefined
 }
 
 const isPublic = (request: FastifyRequest): boolean =>
-  request.routeOptions.url === '/v1/health' && (request.method === 'GET' || request.method === 'HEAD');
+  (request.routeOptions.url === '/v1/health' && (request.method === 'GET' || request.method === 'HEAD')) ||
+  request.routeOptions.config?.public === true;
 
 function send(reply: FastifyReply, err: unknown): void {
   const r = toErrorResponse(err);
@@ -154,7 +167,7 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
   // JSON only: any other body type gets 415 rather than reaching a handler as a string.
   app.removeContentTypeParser('text/plain');
 
-  const metrics = new ApiMetrics(() => backend.counters());
+  const metrics = new ApiMetrics(() => backend.metrics());
   const ctx: RouteContext = {
     backend,
     metrics,
@@ -178,6 +191,23 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
     });
   }
 
+  // Back-pressure: a bound on writes in progress. Each one holds a request, a body and a place in
+  // the store's queue; past the bound a client learns at once that it should slow down.
+  const maxInflightWrites = options.maxInflightWrites ?? DEFAULT_MAX_INFLIGHT_WRITES;
+  let inflightWrites = 0;
+  app.addHook('onRequest', async (request, reply) => {
+    if (!WRITE_METHODS.has(request.method)) return;
+    if (inflightWrites >= maxInflightWrites) {
+      throw new ApiError(
+        ApiErrorCode.OVERLOADED,
+        `${inflightWrites} writes in progress; retry in ${RETRY_AFTER_SECONDS} s`,
+        { details: { inflight: inflightWrites, max: maxInflightWrites } },
+      );
+    }
+    inflightWrites++;
+    reply.raw.once('close', () => inflightWrites--);
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     metrics.observeRequest(
       request.method,
@@ -195,6 +225,7 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
       request.log.debug({ code: r.body.error.code, method: request.method, url: request.url }, r.body.error.message);
     }
     if (r.status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (r.status === 429) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
     return reply.code(r.status).send(r.body);
   });
 
@@ -202,11 +233,17 @@ export function buildApi(backend: ApiBackend, options: ApiServerOptions): Fastif
     send(reply, new ApiError(ApiErrorCode.NOT_FOUND, `no route ${request.method} ${request.url.split('?')[0]}`));
   });
 
+  // First: it records every route registered after it, for the OpenAPI document.
+  const describeRoutes = openApiRoutes(app, ctx, { auth: options.token !== undefined });
   nodeRoutes(app, ctx);
   agentRoutes(app, ctx);
   taskRoutes(app, ctx);
+  batchRoutes(app, ctx);
   const streams = eventRoutes(app, ctx);
   if (backend.faults !== undefined) adminRoutes(app, ctx, backend.faults);
+  describeRoutes();
+  // Not part of the JSON API (and so not in its OpenAPI document): the dashboard's page and assets.
+  dashboardRoutes(app, ctx);
 
   // Connections that have not sent a request yet (clients open them ahead of time) have no
   // response to wait for, but would hold close() until the client's idle timeout: track them.

@@ -1,5 +1,6 @@
-import type { AgentHost } from '../agents/index.js';
+import type { AgentControl, AgentHost } from '../agents/index.js';
 import { AGENT_HOST_SERVICE } from '../agents/index.js';
+import { AGENT_CONTROL_SERVICE } from '../control/index.js';
 import type { NodeComponents, Service, ServiceFactory } from '../node/service.js';
 import type { ApiBackend, FaultSwitch } from './backend.js';
 import { type ApiServer, type ApiServerOptions, createApiServer } from './server.js';
@@ -21,7 +22,9 @@ export interface ApiService extends Service {
 export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
   return (c: NodeComponents) => {
     let server: ApiServer | undefined;
-    const host = c.service<AgentHost & Service>(AGENT_HOST_SERVICE);
+    // Mesh-wide control when the node runs it (it forwards to other nodes), else the local host.
+    const host =
+      c.service<AgentControl & Service>(AGENT_CONTROL_SERVICE) ?? c.service<AgentHost & Service>(AGENT_HOST_SERVICE);
     const faults = c.service<FaultSwitch & Service>(FAULTS_SERVICE);
     const backend: ApiBackend = {
       agents: c.agents,
@@ -32,8 +35,11 @@ export function httpApi(options: ApiServerOptions): ServiceFactory<ApiService> {
       peers: () => c.info.peers(),
       isReachable: (id) => c.info.isReachable(id),
       onEvent: (listener) => c.info.onEvent(listener),
-      counters: () => c.info.counters(),
+      metrics: () => c.info.metrics(),
       health: () => c.info.health?.() ?? { ok: true, problems: [] },
+      ...(c.info.forgetPeer
+        ? { forgetPeer: (id: string) => (c.info.forgetPeer as NonNullable<typeof c.info.forgetPeer>).call(c.info, id) }
+        : {}),
     };
     return {
       name: API_SERVICE,

@@ -1,46 +1,20 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { isAgentError, loadDefinitions } from '../agents/index.js';
-import { httpApi } from '../api/service.js';
-import { generatePsk, isNetError, validatePsk } from '../net/index.js';
-import { DEFAULT_API, DEFAULT_DATA_DIR, type MeshNodeOptions } from '../node/options.js';
-import { faultSwitch } from '../testing/fault-switch.js';
-import { isStoreError } from '../store/index.js';
-import { setLogLevel } from '../util/log.js';
+import { DEFAULT_API, DEFAULT_DATA_DIR } from '../node/options.js';
+import { parseListenAddress } from './address.js';
+import { backupCommands } from './backup.js';
+import { mcpCommand } from '../mcp/command.js';
 import { clientCommands } from './client.js';
+import { isCliError } from './errors.js';
+import type * as NodeCommand from './node-command.js';
+import type { StartFlags } from './node-command.js';
+
+/** The node commands' module, loaded only when one runs (see node-command.ts). */
+const nodeCommand = (): Promise<typeof NodeCommand> => import('./node-command.js');
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
-
-interface StartFlags {
-  data: string;
-  listen?: string[];
-  api: { host: string; port: number };
-  name?: string;
-  psk?: string;
-  logLevel: string;
-  mdns?: boolean;
-  mesh: string;
-  token?: string;
-  faults?: boolean;
-  heartbeatMs?: number;
-  syncStrategy?: 'merkle' | 'bloom' | 'gaps';
-  agents?: string;
-  maxAgents?: number;
-  agentHeartbeatMs?: number;
-  leaseMs?: number;
-  claimGraceMs?: number;
-}
-
-function parseHostPort(v: string): { host: string; port: number } {
-  const i = v.lastIndexOf(':');
-  const host = i > 0 ? v.slice(0, i).replace(/^\[|\]$/g, '') : '';
-  const port = Number(v.slice(i + 1));
-  if (!host || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new InvalidArgumentError('expected HOST:PORT');
-  return { host, port };
-}
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 const positiveInt = (v: string): number => {
@@ -54,8 +28,8 @@ function nodeOptions(cmd: Command): Command {
     .option('--data <dir>', 'data directory', DEFAULT_DATA_DIR)
     .option('--listen <multiaddr>', 'libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/7071)', collect)
     .addOption(
-      new Option('--api <host:port>', 'HTTP API address')
-        .argParser(parseHostPort)
+      new Option('--api <host:port>', 'HTTP API address (HOST:PORT or http:// URL)')
+        .argParser(parseListenAddress)
         .default(DEFAULT_API, `${DEFAULT_API.host}:${DEFAULT_API.port}`),
     )
     .option('--name <name>', 'node name (default: host name)')
@@ -70,6 +44,12 @@ function nodeOptions(cmd: Command): Command {
     .addOption(
       new Option('--claim-grace-ms <ms>', 'wait per place in the rendezvous order').argParser(positiveInt).hideHelp(),
     )
+    .option('--max-inflight-writes <n>', 'API writes in progress before new ones get 429', positiveInt)
+    .addOption(
+      new Option('--max-pending-writes <n>', 'records behind the store before writes get 429')
+        .argParser(positiveInt)
+        .hideHelp(),
+    )
     .addOption(new Option('--agent-heartbeat-ms <ms>', 'agent liveness interval').argParser(positiveInt).hideHelp())
     .addOption(new Option('--faults', 'enable the test-only fault switch').hideHelp())
     .addOption(new Option('--heartbeat-ms <ms>', 'node heartbeat interval').argParser(positiveInt).hideHelp())
@@ -78,112 +58,27 @@ function nodeOptions(cmd: Command): Command {
     );
 }
 
-async function runNode(flags: StartFlags, join: string[]): Promise<number> {
-  setLogLevel(flags.logLevel as never);
-  let agents;
-  try {
-    agents = flags.agents === undefined ? [] : await loadDefinitions(flags.agents);
-  } catch (err) {
-    console.error(`mesh: ${(err as Error).message}`);
-    return 1;
-  }
-  if (flags.faults) {
-    // Test-only: a wall clock off by MESH_TEST_CLOCK_OFFSET_MS (clock-skew tests).
-    const { applyTestClockOffset } = await import('../testing/clock.js');
-    applyTestClockOffset();
-  }
-  const options: MeshNodeOptions = {
-    dataDir: flags.data,
-    join,
-    agents,
-    // The fault switch (tests only) before the API, which exposes it when it is there.
-    services: [
-      ...(flags.faults ? [faultSwitch()] : []),
-      httpApi({ ...flags.api, ...(flags.token ? { token: flags.token } : {}) }),
-    ],
-    mdns: flags.mdns ?? false,
-    meshName: flags.mesh,
-    ...(flags.listen ? { listen: flags.listen } : {}),
-    ...(flags.name ? { name: flags.name } : {}),
-    ...(flags.maxAgents ? { maxAgents: flags.maxAgents } : {}),
-    ...(flags.leaseMs ? { leaseMs: flags.leaseMs } : {}),
-    ...(flags.claimGraceMs ? { claimGraceMs: flags.claimGraceMs } : {}),
-    ...(flags.agentHeartbeatMs ? { agentHeartbeatMs: flags.agentHeartbeatMs } : {}),
-    ...(flags.heartbeatMs ? { heartbeatMs: flags.heartbeatMs } : {}),
-    ...(flags.syncStrategy ? { syncStrategy: flags.syncStrategy } : {}),
-  };
-  if (flags.psk) options.psk = validatePsk(await readFile(flags.psk));
-  const { MeshNode } = await import('../node/mesh-node.js');
-  let node: InstanceType<typeof MeshNode>;
-  try {
-    node = await MeshNode.start(options);
-  } catch (err) {
-    console.error(`mesh: ${explainStartError(err, flags)}`);
-    return 1;
-  }
-  console.log(`node ${node.id}`);
-  for (const a of node.multiaddrs()) console.log(`listen ${a}`);
-  console.log(`api ${node.apiUrl}`);
-  for (const a of node.agentHost.list()) console.log(`agent ${a.id} ${a.mode} ${a.state}`);
-  await new Promise<void>((resolve) => {
-    let signals = 0;
-    const onSignal = (sig: NodeJS.Signals): void => {
-      signals++;
-      if (signals > 1) {
-        console.error(`mesh: second ${sig}, exiting without a clean shutdown`);
-        process.exit(1);
-      }
-      console.error(`mesh: ${sig}, shutting down`);
-      node.stop().then(resolve, (err: unknown) => {
-        console.error(`mesh: error during shutdown: ${(err as Error).message}`);
-        resolve();
-      });
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    // Test harnesses and supervisors set this so that a node never outlives the process that
-    // started it, however that process dies.
-    if (process.env.MESH_EXIT_WITH_STDIN === '1') {
-      process.stdin.on('end', () => onSignal('SIGTERM'));
-      process.stdin.on('error', () => onSignal('SIGTERM'));
-      process.stdin.resume();
-    }
-  });
-  process.stdin.destroy();
-  // Everything is stopped and flushed; a handle some library forgot must not keep us alive.
-  setTimeout(() => process.exit(0), 2000).unref();
-  return 0;
-}
-
-function explainStartError(err: unknown, flags: StartFlags): string {
-  if (isStoreError(err, 'STORE_LOCKED')) return `data directory ${flags.data} is in use by another mesh node`;
-  const code = (err as { code?: string }).code;
-  if (code === 'EADDRINUSE') return `API address ${flags.api.host}:${flags.api.port} is already in use`;
-  if (isNetError(err) && err.code === 'LISTEN_FAILED') return `cannot listen: ${err.message} (is the port taken?)`;
-  if (isAgentError(err)) return err.message;
-  return (err as Error).message ?? String(err);
-}
-
 export function buildProgram(): Command {
   const program = new Command('mesh')
     .version(version)
     .description('A peer-to-peer state mesh for agents')
-    .showHelpAfterError()
+    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
   nodeOptions(program.command('start').description('start a node')).action(async (flags: StartFlags) => {
-    process.exitCode = await runNode(flags, []);
+    process.exitCode = await (await nodeCommand()).runNode(flags, []);
   });
   nodeOptions(
     program.command('join').description('start a node and join the mesh through a peer').argument('<multiaddr...>'),
   ).action(async (addrs: string[], flags: StartFlags) => {
-    process.exitCode = await runNode(flags, addrs);
+    process.exitCode = await (await nodeCommand()).runNode(flags, addrs);
   });
   program
     .command('keygen')
     .description('write a pre-shared key for a private mesh')
     .argument('[file]', 'where to write it', 'mesh.psk')
     .action(async (file: string) => {
+      const { generatePsk } = await import('../net/index.js');
       await writeFile(file, generatePsk(), { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'EEXIST') throw new Error(`${file} exists; refusing to overwrite a key`);
         throw err;
@@ -191,6 +86,8 @@ export function buildProgram(): Command {
       console.log(file);
     });
   clientCommands(program);
+  mcpCommand(program);
+  backupCommands(program);
   return program;
 }
 
@@ -202,7 +99,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const code = (err as { code?: string; exitCode?: number }).code;
     if (code?.startsWith('commander.')) return (err as { exitCode: number }).exitCode;
-    console.error(`mesh: ${(err as Error).message}`);
+    // Typed CLI errors carry their own advice; anything else is shown as it is.
+    console.error(`mesh: ${isCliError(err) ? err.message : ((err as Error).message ?? String(err))}`);
     return 1;
   }
   return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -16,7 +16,7 @@ export {
   DEFAULT_SESSION_TIMEOUT_MS,
   FrameDecoder,
   Session,
-  encodeVarint,
+  encodeFrame,
 } from './stream.js';
 export type {
   HandleOptions,

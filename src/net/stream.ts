@@ -13,16 +13,15 @@
 import { isPeerId } from '@libp2p/interface';
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
-import { Uint8ArrayList } from 'uint8arraylist';
+import { LengthPrefixedDecoder } from '@libp2p/utils';
+import * as lp from 'it-length-prefixed';
+import type { Uint8ArrayList } from 'uint8arraylist';
 import type { Logger } from '../util/log.js';
 import { NetError, errorFromSignal, toNetError, type NetErrorCode } from './errors.js';
 
 export const DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_OPERATION_TIMEOUT_MS = 10_000;
 export const DEFAULT_SESSION_TIMEOUT_MS = 120_000;
-
-/** Largest frame length the varint decoder will consider at all (2^31 - 1). */
-const ABSOLUTE_MAX_FRAME = 0x7fffffff;
 
 export interface SessionOptions {
   /** Largest frame this side accepts AND sends. Default 4 MiB. */
@@ -85,70 +84,70 @@ function newProtocolStats(): ProtocolStats {
   };
 }
 
-/** Encode `n` as an unsigned LEB128 varint. */
-export function encodeVarint(n: number): Uint8Array {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`cannot varint-encode ${n}`);
-  const out: number[] = [];
-  let v = n;
-  while (v >= 0x80) {
-    out.push((v % 0x80) | 0x80);
-    v = Math.floor(v / 0x80);
-  }
-  out.push(v);
-  return Uint8Array.from(out);
+/** Bytes of the unsigned LEB128 varint that prefixes a frame of `n` bytes. */
+function headerLength(n: number): number {
+  let len = 1;
+  for (let v = n; v >= 0x80; v = Math.floor(v / 0x80)) len++;
+  return len;
+}
+
+/** One frame on the wire: its varint length, then its bytes (it-length-prefixed's format). */
+export function encodeFrame(frame: Uint8Array, maxFrameSize: number): Uint8ArrayList {
+  return lp.encode.single(frame, { maxDataLength: maxFrameSize });
 }
 
 /**
- * Incremental decoder of varint-length-prefixed frames. Rejects a frame as soon as its header declares
- * more than `maxFrameSize` bytes, before buffering its body.
+ * Incremental decoder of varint-length-prefixed frames over @libp2p/utils' LengthPrefixedDecoder:
+ * it refuses a frame as soon as its header declares more than `maxFrameSize` bytes, before
+ * buffering its body. (The library skips empty frames, so sessions never send one.)
+ *
+ * Why not `lpStream` itself: it reads through `byteStream`, which takes every incoming chunk into
+ * its buffer and aborts the stream when the buffer passes its limit. A session instead pauses the
+ * stream while the frames it holds pass a high-water mark, so a fast sender (a sync transfer of
+ * many record chunks) is slowed by the muxer's window rather than cut off.
  */
 export class FrameDecoder {
-  readonly #buf = new Uint8ArrayList();
+  readonly #decoder: LengthPrefixedDecoder;
   readonly #max: number;
+  #in = 0;
+  #out = 0;
 
   constructor(maxFrameSize: number) {
     this.#max = maxFrameSize;
+    // The buffer holds one frame in progress plus the chunk that arrived (everything complete is
+    // taken out at once); the muxer may hand over a whole window in one chunk. The bound only
+    // stops an endless varint, which the library reads as "not enough bytes yet".
+    this.#decoder = new LengthPrefixedDecoder({
+      maxDataLength: maxFrameSize,
+      maxBufferSize: 2 * maxFrameSize + 16 * 1024 * 1024,
+    });
   }
 
-  /** Bytes buffered but not yet returned as frames. */
+  /** Bytes received but not yet returned as frames. */
   get buffered(): number {
-    return this.#buf.byteLength;
-  }
-
-  push(chunk: Uint8Array | Uint8ArrayList): void {
-    this.#buf.append(chunk);
+    return this.#in - this.#out;
   }
 
   /**
-   * The next complete frame, or undefined if more bytes are needed. Throws NetError FRAME_TOO_LARGE or
-   * PROTOCOL_ERROR (over-long varint); the decoder is unusable afterwards.
+   * Takes `chunk` and returns the frames it completed. Throws NetError FRAME_TOO_LARGE; the
+   * decoder is unusable afterwards.
    */
-  next(): Uint8Array | undefined {
-    const buf = this.#buf;
-    let len = 0;
-    let mul = 1;
-    let i = 0;
-    for (;;) {
-      if (i >= buf.byteLength) return undefined;
-      const b = buf.get(i);
-      len += (b & 0x7f) * mul;
-      i++;
-      if (len > this.#max) {
-        throw new NetError('FRAME_TOO_LARGE', `incoming frame declares at least ${len} bytes`, {
-          details: { size: len, max: this.#max },
-        });
+  push(chunk: Uint8Array | Uint8ArrayList): Uint8Array[] {
+    this.#in += chunk.byteLength;
+    const frames: Uint8Array[] = [];
+    try {
+      for (const f of this.#decoder.decode(chunk)) {
+        this.#out += headerLength(f.byteLength) + f.byteLength;
+        // slice() copies: the frame must not alias transport buffers that may be reused.
+        frames.push(f.slice());
       }
-      if ((b & 0x80) === 0) break;
-      mul *= 0x80;
-      if (i >= 5 || mul > ABSOLUTE_MAX_FRAME) {
-        throw new NetError('PROTOCOL_ERROR', 'frame length varint is too long');
-      }
+    } catch (err) {
+      throw new NetError('FRAME_TOO_LARGE', `incoming frame exceeds ${this.#max} bytes`, {
+        cause: err,
+        details: { max: this.#max },
+      });
     }
-    if (buf.byteLength < i + len) return undefined;
-    // slice() copies: the frame must not alias transport buffers that may be reused.
-    const frame = buf.slice(i, i + len);
-    buf.consume(i + len);
-    return frame;
+    return frames;
   }
 }
 
@@ -268,14 +267,15 @@ export class Session {
         details: { size: frame.byteLength, max: this.maxFrameSize },
       });
     }
-    const header = encodeVarint(frame.byteLength);
+    if (frame.byteLength === 0) throw new NetError('PROTOCOL_ERROR', 'a frame cannot be empty');
+    const wire = encodeFrame(frame, this.maxFrameSize);
     let ready: boolean;
     try {
-      ready = this.#stream.send(new Uint8ArrayList(header, frame));
+      ready = this.#stream.send(wire);
     } catch (err) {
       throw this.#fail(toNetError(err, 'send', undefined, 'STREAM_CLOSED'));
     }
-    const n = header.byteLength + frame.byteLength;
+    const n = wire.byteLength;
     this.#bytesSent += n;
     this.#framesSent++;
     this.#stats.bytesSent += n;
@@ -438,21 +438,19 @@ export class Session {
     if (this.#error !== undefined) return;
     this.#bytesReceived += data.byteLength;
     this.#stats.bytesReceived += data.byteLength;
-    this.#decoder.push(data);
-    for (;;) {
-      let frame: Uint8Array | undefined;
-      try {
-        frame = this.#decoder.next();
-      } catch (err) {
-        const e = err as NetError;
-        this.#log.warn(
-          { remote: this.remotePeer, protocol: this.protocol, code: e.code, details: e.details },
-          `bad frame: ${e.message}`,
-        );
-        this.abort(e);
-        return;
-      }
-      if (frame === undefined) return;
+    let frames: Uint8Array[];
+    try {
+      frames = this.#decoder.push(data);
+    } catch (err) {
+      const e = err as NetError;
+      this.#log.warn(
+        { remote: this.remotePeer, protocol: this.protocol, code: e.code, details: e.details },
+        `bad frame: ${e.message}`,
+      );
+      this.abort(e);
+      return;
+    }
+    for (const frame of frames) {
       this.#framesReceived++;
       this.#stats.framesReceived++;
       const waiter = this.#waiters.shift();

@@ -1,22 +1,27 @@
 import { hostname } from 'node:os';
 import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.js';
+import { agentControl } from '../control/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState, wallOf } from '../crdt/index.js';
 import { ClockSkewError, ClockSync, MembershipView, type PeerState } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
-import { nodeSchema } from '../registry/node-schema.js';
+import { RegistryError, RegistryErrorCode } from '../registry/errors.js';
+import { isForgotten, nodeSchema } from '../registry/node-schema.js';
 import { type Delta, DurableReplica, Replica } from '../replica/index.js';
 import { DurableStore, isStoreError } from '../store/index.js';
-import { DeltaGossip, DeltaLog, SyncProtocol, SyncScheduler } from '../sync/index.js';
+import { DeltaGossip, DeltaLog, DeltaPush, SyncProtocol, SyncScheduler } from '../sync/index.js';
 import { TaskBoard, taskView } from '../tasks/tasks.js';
 import { Emitter } from '../util/emitter.js';
 import { VERSION } from '../util/version.js';
 import { type Logger, logger } from '../util/log.js';
+import { HistogramRecorder, LATENCY_BUCKETS, type MetricFamily, MetricSet } from '../util/metrics.js';
+import { Census } from './census.js';
 import { DEFAULT_LISTEN, type MeshNodeOptions } from './options.js';
 import { meshFenced, meshPolicy, meshSchemaFor } from './schemas.js';
 import type { NodeComponents, Service, ServiceFactory } from './service.js';
-import type { CounterSnapshot, HealthReport, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
+import { StateDigest } from './state-digest.js';
+import type { HealthReport, MeshEvent, NodeInfo, NodeStatus, PeerView } from './types.js';
 
 export { VERSION };
 
@@ -60,6 +65,8 @@ export class MeshNode implements NodeInfo {
   private _durable: DurableReplica | undefined;
   private _host: MeshHost | undefined;
   private _gossip: DeltaGossip | undefined;
+  private _push: DeltaPush | undefined;
+  private _deltaLog: DeltaLog | undefined;
   private _sync: SyncProtocol | undefined;
   private _scheduler: SyncScheduler | undefined;
   private _membership: MembershipView | undefined;
@@ -83,6 +90,10 @@ export class MeshNode implements NodeInfo {
         timer: NodeJS.Timeout | undefined;
       }
     | undefined;
+  private _digest: StateDigest | undefined;
+  private _census: Census | undefined;
+  /** Remote delta's write time (its newest HLC wall time) -> applied here, by record kind. */
+  private readonly applyLag = new HistogramRecorder(LATENCY_BUCKETS, ['kind']);
 
   constructor(options: MeshNodeOptions) {
     this.options = options;
@@ -116,6 +127,9 @@ export class MeshNode implements NodeInfo {
   }
   get gossip(): DeltaGossip {
     return required(this._gossip, 'gossip');
+  }
+  get push(): DeltaPush {
+    return required(this._push, 'push');
   }
   get sync(): SyncProtocol {
     return required(this._sync, 'sync');
@@ -164,7 +178,10 @@ export class MeshNode implements NodeInfo {
   async mutate(key: string, build: (current: RecordState, schema: AnyRecordSchema) => RecordState): Promise<Delta> {
     this._clockSync?.assertWritable();
     const delta = await this.durable.mutate(key, build);
-    this.gossip.publish(delta);
+    const wire = this.replica.deltaToWire(delta);
+    required(this._deltaLog, 'delta log').add(delta.origin, delta.seq, wire);
+    this.push.publish(wire);
+    this.gossip.publish(wire);
     return delta;
   }
 
@@ -196,6 +213,7 @@ export class MeshNode implements NodeInfo {
     this._replica = replica;
     const { durable, loaded } = await DurableReplica.open(replica, o.dataDir);
     this._durable = durable;
+    if (o.maxPendingWrites !== undefined) durable.maxPending = o.maxPendingWrites;
     this.stack.push({ name: 'store', stop: () => durable.close() });
     this.log.info({ loaded, nodeId }, 'replica loaded');
 
@@ -203,7 +221,9 @@ export class MeshNode implements NodeInfo {
     const remembered: string[] = [];
     for (const [key, state] of replica.entries('node/')) {
       if (key === `node/${nodeId}`) continue;
-      for (const a of nodeSchema.value(state).addresses ?? []) remembered.push(a);
+      const v = nodeSchema.value(state);
+      if (isForgotten(v)) continue;
+      for (const a of v.addresses ?? []) remembered.push(a);
     }
     const host = await createHost({
       privateKey: identity,
@@ -216,8 +236,10 @@ export class MeshNode implements NodeInfo {
     this._host = host;
     this.stack.push({ name: 'host', stop: () => host.stop() });
 
+    const meshName = o.meshName ?? 'default';
     const deltaLog = new DeltaLog();
-    const sync = await this.use('sync', new SyncProtocol({ replica, host, deltaLog }));
+    this._deltaLog = deltaLog;
+    const sync = await this.use('sync', new SyncProtocol({ replica, host, deltaLog, meshName }));
     this._sync = sync;
     const scheduler = new SyncScheduler({
       protocol: sync,
@@ -227,19 +249,6 @@ export class MeshNode implements NodeInfo {
       ...(o.syncMaxIntervalMs ? { maxIntervalMs: o.syncMaxIntervalMs } : {}),
     });
     this._scheduler = scheduler;
-    this._gossip = await this.use(
-      'gossip',
-      new DeltaGossip({
-        replica,
-        pubsub: host.pubsub,
-        topic: `agentmesh/${o.meshName ?? 'default'}/deltas/1`,
-        deltaLog,
-        batchMs: o.gossipBatchMs ?? 0,
-        onGap: (_origin, peer) => scheduler.gap(peer),
-      }),
-    );
-    await this.use('sync-scheduler', scheduler);
-
     this._clockSync = await this.use(
       'clock-sync',
       new ClockSync({
@@ -258,6 +267,25 @@ export class MeshNode implements NodeInfo {
       new MembershipView({ selfId: nodeId, heartbeatIntervalMs: heartbeatMs }),
     );
     this._membership = membership;
+    const push = await this.use(
+      'push',
+      new DeltaPush({ replica, host, meshName, deltaLog, onGap: (_origin, peer) => scheduler.gap(peer) }),
+    );
+    this._push = push;
+    this._gossip = await this.use(
+      'gossip',
+      new DeltaGossip({
+        replica,
+        pubsub: host.pubsub,
+        topic: `agentmesh/${meshName}/deltas/1`,
+        deltaLog,
+        batchMs: o.gossipBatchMs ?? 0,
+        onGap: (_origin, peer) => scheduler.gap(peer),
+        // Gossip only for members that no push stream reaches (a mesh not fully connected).
+        needed: () => membership.peers().some((p) => p.state !== 'dead' && !push.reaches(p.id)),
+      }),
+    );
+    await this.use('sync-scheduler', scheduler);
     const offState = membership.events.on('state', (t) => this.onPeerState(t.peerId, t.from, t.to));
     this.stack.push({
       name: 'membership-log',
@@ -281,10 +309,22 @@ export class MeshNode implements NodeInfo {
     const agents = this._agents;
     this._tasks = new TaskBoard({ replica, mutate, ownerOf: (id) => agents.get(id)?.owner });
 
-    const offChange = replica.events.on('change', (e) =>
-      this.onChange(e.key, e.state, e.incoming, e.origin ?? null, e.local),
-    );
+    const offChange = replica.events.on('change', (e) => {
+      if (e.via === 'delta') this.observeApplyLag(e.key, e.schema, e.incoming);
+      this.onChange(e.key, e.state, e.incoming, e.origin ?? null, e.local);
+    });
     this.stack.push({ name: 'change-events', stop: offChange });
+    const digest = new StateDigest(replica);
+    const census = new Census(replica);
+    this._digest = digest;
+    this._census = census;
+    this.stack.push({
+      name: 'state-views',
+      stop: () => {
+        digest.close();
+        census.close();
+      },
+    });
 
     // The services: one factory and one line each. The agent host is part of every node; the
     // embedder's (the CLI's HTTP API, a test's fault switch) follow in the order given.
@@ -300,6 +340,7 @@ export class MeshNode implements NodeInfo {
         ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
         ...(o.claimGraceMs !== undefined ? { graceMs: o.claimGraceMs } : {}),
       }),
+      agentControl(),
       ...(o.services ?? []),
     ];
     for (const factory of factories) {
@@ -480,6 +521,25 @@ export class MeshNode implements NodeInfo {
     if (deadSince !== undefined) this.heal.separatedMs = Math.max(this.heal.separatedMs, Date.now() - deadSince);
   }
 
+  /**
+   * How long a remote write took to reach this node: now minus the wall time of the newest HLC
+   * timestamp the delta carries (its write time). Deltas without timestamps (counter increments)
+   * say nothing. Clock skew between the nodes shifts the value by the skew (bounded by the drift
+   * limit); a negative one (the writer's clock ahead of ours) counts as 0.
+   */
+  private observeApplyLag(key: string, schema: AnyRecordSchema, incoming: RecordState): void {
+    let newest = 0;
+    schema.visit(incoming, {
+      writer: () => {},
+      timestamp: (t) => {
+        if (t > newest) newest = t;
+      },
+    });
+    if (newest === 0) return;
+    const lagMs = Math.max(0, Date.now() - wallOf(newest));
+    this.applyLag.observe(lagMs / 1000, { kind: key.slice(0, key.indexOf('/')) });
+  }
+
   private onChange(
     key: string,
     state: RecordState,
@@ -494,7 +554,9 @@ export class MeshNode implements NodeInfo {
     const id = key.slice(slash + 1);
     if (kind === 'node' && id !== this.replica.nodeId) {
       const v = nodeSchema.value(state);
-      if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
+      // Forgotten (`mesh peer forget`, here or on a peer): out of the membership until it beats again.
+      if (isForgotten(v)) this.membership.forget(id);
+      else if (typeof v.heartbeat === 'number') this.membership.observe(id, v.heartbeat);
       // Heartbeats change node records every second; addresses only when the change carries them.
       const newAddresses = incoming[nodeSchema.indexOf('addresses')] !== undefined;
       if (newAddresses && v.addresses && v.addresses.length > 0 && !this.denied.has(id)) {
@@ -560,89 +622,247 @@ export class MeshNode implements NodeInfo {
       startedAt: this.startedAt,
       clockOffsetMs: this._clockSync?.selfOffsetMs() ?? null,
       clockSkewed: this._clockSync?.skewed ?? false,
+      mesh: this.options.meshName ?? 'default',
+      private: this.options.psk !== undefined,
+      stateDigest: required(this._digest, 'state digest').hex(),
     };
+  }
+
+  /**
+   * Forgets a dead peer: marks its node record forgotten (replicated: every member stops listing
+   * it, dialling it and counting it) and drops it from this node's membership. Refused with
+   * PEER_ALIVE for this node itself and for a peer that is connected, alive or suspect; NOT_FOUND
+   * for a peer this node never heard of. Idempotent for a peer already forgotten.
+   */
+  async forgetPeer(id: string): Promise<PeerView> {
+    const view = this.peerView(id, new Set(this.host.connectedPeers()));
+    const rec = this.replica.get(`node/${id}`);
+    if (id === this.id) throw new RegistryError(RegistryErrorCode.PEER_ALIVE, `${id} is this node`);
+    if (rec === undefined && view.state === 'unknown' && !view.connected) {
+      throw new RegistryError(RegistryErrorCode.NOT_FOUND, `peer ${id} not found`);
+    }
+    if (view.connected || view.state === 'alive' || view.state === 'suspect') {
+      throw new RegistryError(
+        RegistryErrorCode.PEER_ALIVE,
+        `peer ${id} is ${view.connected ? 'connected' : view.state}: only a dead peer can be forgotten`,
+        { details: { state: view.state, connected: view.connected } },
+      );
+    }
+    if (rec !== undefined) {
+      const heartbeat = nodeSchema.value(rec).heartbeat ?? 0;
+      await this.mutate(`node/${id}`, () =>
+        nodeSchema.delta({
+          forgotten: nodeSchema.fields.forgotten.set(heartbeat, this.replica.clock.now(), this.replica.nodeId),
+        }),
+      );
+    }
+    this.membership.forget(id);
+    this.log.info({ peer: id }, 'peer forgotten');
+    return { ...view, state: 'unknown', phi: null };
   }
 
   peers(): PeerView[] {
     const connected = new Set(this.host.connectedPeers());
     const seen = new Map(this.membership.peers().map((p) => [p.id, p]));
     const ids = new Set([...seen.keys(), ...connected]);
-    for (const [key] of this.replica.entries('node/')) ids.add(key.slice(5));
+    for (const [key, state] of this.replica.entries('node/')) {
+      if (!isForgotten(nodeSchema.value(state))) ids.add(key.slice(5));
+    }
     ids.delete(this.id);
-    return [...ids].sort().map((id) => {
-      const rec = this.replica.get(`node/${id}`);
-      const v = rec ? nodeSchema.value(rec) : undefined;
-      const m = seen.get(id);
-      return {
-        id,
-        name: v?.name ?? null,
-        state: m?.state ?? 'unknown',
-        phi: m ? m.phi : null,
-        connected: connected.has(id),
-        addresses: v?.addresses ?? [],
-        lastHeartbeat: v?.heartbeat ?? null,
-        api: v?.api ?? null,
-        clockOffsetMs: this._clockSync?.peer(id)?.offsetMs ?? null,
-      };
-    });
+    return [...ids].sort().map((id) => this.peerView(id, connected, seen));
   }
 
-  counters(): CounterSnapshot {
-    const out: CounterSnapshot = {};
+  private peerView(
+    id: string,
+    connected: ReadonlySet<string>,
+    seen = new Map(this.membership.peers().map((p) => [p.id, p])),
+  ): PeerView {
+    const rec = this.replica.get(`node/${id}`);
+    const v = rec ? nodeSchema.value(rec) : undefined;
+    const m = seen.get(id);
+    return {
+      id,
+      name: v?.name ?? null,
+      state: m?.state ?? 'unknown',
+      phi: m ? m.phi : null,
+      connected: connected.has(id),
+      addresses: v?.addresses ?? [],
+      lastHeartbeat: v?.heartbeat ?? null,
+      api: v?.api ?? null,
+      clockOffsetMs: this._clockSync?.peer(id)?.offsetMs ?? null,
+    };
+  }
+
+  metrics(): MetricFamily[] {
+    const m = new MetricSet();
     const r = this.replica.stats;
-    out.replica_keys = this.replica.size;
-    out.replica_local_mutations_total = r.localMutations;
-    out.replica_deltas_applied_total = r.deltasApplied;
-    out.replica_deltas_unchanged_total = r.deltasUnchanged;
-    out.replica_deltas_duplicate_total = r.deltasDuplicate;
-    out.replica_records_merged_total = r.recordsMerged;
-    out.replica_rejected_total = r.rejected;
-    for (const [reason, n] of Object.entries(r.rejectedByReason)) out[`replica_rejected_${reason}_total`] = n;
+    m.gauge('replica_keys', 'Records in the replica', this.replica.size);
+    m.counter('replica_local_mutations_total', 'Mutations made by this node', r.localMutations);
+    m.counter('replica_deltas_applied_total', 'Remote deltas that changed a record', r.deltasApplied);
+    m.counter('replica_deltas_unchanged_total', 'Remote deltas that changed nothing', r.deltasUnchanged);
+    m.counter('replica_deltas_duplicate_total', 'Remote deltas seen before', r.deltasDuplicate);
+    m.counter('replica_records_merged_total', 'Full records from sync that changed a record', r.recordsMerged);
+    m.counter(
+      'replica_rejected_total',
+      'Changes refused by policy or fenced off, by reason',
+      r.rejectedByReason,
+      'reason',
+    );
+    m.histogram(
+      'replica_apply_lag_seconds',
+      'Time from a remote write (its HLC wall time) to its delta applied here, by record kind',
+      this.applyLag,
+    );
     const g = this.gossip.stats;
-    out.gossip_messages_published_total = g.messagesPublished;
-    out.gossip_deltas_published_total = g.deltasPublished;
-    out.gossip_bytes_published_total = g.bytesPublished;
-    out.gossip_messages_received_total = g.messagesReceived;
-    out.gossip_bytes_received_total = g.bytesReceived;
-    out.gossip_deltas_applied_total = g.deltasApplied;
-    for (const [reason, n] of Object.entries(g.rejectedMessages)) out[`gossip_rejected_messages_${reason}_total`] = n;
-    for (const [reason, n] of Object.entries(g.rejectedDeltas)) out[`gossip_rejected_deltas_${reason}_total`] = n;
+    m.counter('gossip_messages_published_total', 'Gossip messages published', g.messagesPublished);
+    m.counter('gossip_deltas_published_total', 'Deltas published by gossip', g.deltasPublished);
+    m.counter('gossip_published_bytes_total', 'Bytes of gossip messages published', g.bytesPublished);
+    m.counter('gossip_publish_failures_total', 'Gossip publishes that failed', g.publishFailures);
+    m.counter('gossip_messages_received_total', 'Gossip messages received', g.messagesReceived);
+    m.counter('gossip_received_bytes_total', 'Bytes of gossip messages received', g.bytesReceived);
+    m.counter('gossip_deltas_applied_total', 'Gossiped deltas that changed a record', g.deltasApplied);
+    m.counter(
+      'gossip_rejected_messages_total',
+      'Gossip messages dropped whole, by reason',
+      g.rejectedMessages,
+      'reason',
+    );
+    m.counter('gossip_rejected_deltas_total', 'Gossiped deltas refused, by reason', g.rejectedDeltas, 'reason');
+    m.counter(
+      'gossip_batches_skipped_total',
+      'Delta batches not gossiped: push streams reached every member',
+      g.batchesSkipped,
+    );
+    const p = this.push.stats;
+    m.counter('push_links_opened_total', 'Push streams opened to peers', p.linksOpened);
+    m.counter(
+      'push_peers_unsupported_total',
+      'Connected peers that refused push streams (another mesh or version)',
+      p.peersUnsupported,
+    );
+    m.counter('push_link_failures_total', 'Push streams that failed or could not open', p.linkFailures);
+    m.counter(
+      'push_links_overflowed_total',
+      'Push streams dropped because the peer did not take its deltas',
+      p.linksOverflowed,
+    );
+    m.counter('push_frames_sent_total', 'Push frames sent', p.framesSent);
+    m.counter('push_deltas_sent_total', 'Deltas sent on push streams (one per peer)', p.deltasSent);
+    m.counter('push_sent_bytes_total', 'Bytes of push frames sent', p.bytesSent);
+    m.counter('push_frames_received_total', 'Push frames received', p.messagesReceived);
+    m.counter('push_received_bytes_total', 'Bytes of push frames received', p.bytesReceived);
+    m.counter('push_deltas_applied_total', 'Pushed deltas that changed a record', p.deltasApplied);
+    m.counter('push_rejected_frames_total', 'Push frames refused whole, by reason', p.rejectedMessages, 'reason');
+    m.counter('push_rejected_deltas_total', 'Pushed deltas refused, by reason', p.rejectedDeltas, 'reason');
     const s = this.sync.stats;
-    out.sync_initiated_total = s.initiated;
-    out.sync_served_total = s.served;
-    out.sync_failures_total = s.failures;
-    for (const [code, n] of Object.entries(s.failuresByCode)) out[`sync_failures_${code.toLowerCase()}_total`] = n;
-    for (const [reason, n] of Object.entries(s.rejectedRecords)) out[`sync_rejected_records_${reason}_total`] = n;
-    for (const [strategy, n] of Object.entries(s.sessions)) out[`sync_sessions_${strategy}_total`] = n;
-    for (const [phase, st] of Object.entries(s.byPhase)) {
-      out[`sync_${phase}_phases_total`] = st.sessions;
-      out[`sync_${phase}_bytes_sent_total`] = st.bytesSent;
-      out[`sync_${phase}_bytes_received_total`] = st.bytesReceived;
-      out[`sync_${phase}_rounds_total`] = st.rounds;
-      out[`sync_${phase}_records_sent_total`] = st.recordsSent;
-      out[`sync_${phase}_records_received_total`] = st.recordsReceived;
-    }
-    out.sync_interval_ms = this.scheduler.currentIntervalMs;
+    m.counter('sync_initiated_total', 'Anti-entropy sessions this node started', s.initiated);
+    m.counter('sync_served_total', 'Anti-entropy sessions this node served', s.served);
+    m.counter('sync_failures_total', 'Anti-entropy sessions that failed', s.failures);
+    m.counter(
+      'sync_failed_sessions_total',
+      'Anti-entropy sessions that failed, by the error code (CHECKSUM_MISMATCH, FRAME_TOO_LARGE, ...)',
+      s.failuresByCode,
+      'code',
+    );
+    m.counter(
+      'sync_peers_unsupported_total',
+      'Sync sessions a peer refused at negotiation (another mesh or version)',
+      s.unsupported,
+    );
+    m.counter('sync_rejected_records_total', 'Records from sync refused, by reason', s.rejectedRecords, 'reason');
+    m.counter('sync_sessions_total', 'Anti-entropy sessions by the strategy chosen', s.sessions, 'strategy');
+    const phases = Object.entries(s.byPhase);
+    const byPhase = (f: (st: (typeof phases)[number][1]) => number): Record<string, number> =>
+      Object.fromEntries(phases.map(([phase, st]) => [phase, f(st)]));
+    m.counter(
+      'sync_phases_total',
+      'Sync phases run (initiator side), by phase',
+      byPhase((x) => x.sessions),
+      'phase',
+    );
+    m.counter(
+      'sync_sent_bytes_total',
+      'Bytes sent by sync, by phase',
+      byPhase((x) => x.bytesSent),
+      'phase',
+    );
+    m.counter(
+      'sync_received_bytes_total',
+      'Bytes received by sync, by phase',
+      byPhase((x) => x.bytesReceived),
+      'phase',
+    );
+    m.counter(
+      'sync_rounds_total',
+      'Sync round trips, by phase',
+      byPhase((x) => x.rounds),
+      'phase',
+    );
+    m.counter(
+      'sync_records_sent_total',
+      'Records sent by sync, by phase',
+      byPhase((x) => x.recordsSent),
+      'phase',
+    );
+    m.counter(
+      'sync_records_received_total',
+      'Records received by sync, by phase',
+      byPhase((x) => x.recordsReceived),
+      'phase',
+    );
+    m.gauge('sync_interval_seconds', 'Current anti-entropy interval', this.scheduler.currentIntervalMs / 1000);
     const st = this.durable.store.stats;
-    out.store_batches_total = st.batches;
-    out.store_ops_total = st.ops;
-    out.store_failed_batches_total = st.failedBatches;
-    out.store_writable = this.durable.health().ok ? 1 : 0;
+    m.counter('store_batches_total', 'LevelDB write batches (group commits)', st.batches);
+    m.counter('store_ops_total', 'LevelDB operations written', st.ops);
+    m.counter('store_failed_batches_total', 'LevelDB write batches that failed', st.failedBatches);
+    m.counter('store_reopens_total', 'Database reopened to retry after a failed write batch', st.reopens);
+    m.gauge('store_writable', 'Whether writes reach disk (1) or fail (0)', this.durable.health().ok ? 1 : 0);
+    m.counter(
+      'store_writes_refused_overloaded_total',
+      'Local writes refused: the store too far behind',
+      this.durable.refusedOverloaded,
+    );
     const ps = this.host.pubsub.stats();
-    out.pubsub_received_total = ps.received;
-    out.pubsub_rejected_too_large_total = ps.rejectedTooLarge;
-    out.pubsub_rejected_by_validator_total = ps.rejectedByValidator;
-    out.peers_connected = this.host.connectedPeers().length;
+    m.counter('pubsub_received_total', 'Pubsub messages received', ps.received);
+    m.counter(
+      'pubsub_rejected_total',
+      'Pubsub messages refused before delivery, by reason',
+      { too_large: ps.rejectedTooLarge, validator: ps.rejectedByValidator },
+      'reason',
+    );
     const hs = this.host.stats();
-    out.net_gater_refused_total = hs.gaterRefused;
-    out.net_peer_connects_total = hs.peerConnects;
+    m.counter(
+      'net_gater_refused_total',
+      'Dials not made, dials refused and connections refused by the peer gate (a partition at work)',
+      hs.gaterRefused,
+    );
+    m.counter('net_peer_connects_total', 'Peers connected since start', hs.peerConnects);
     const cs = this.clockSync.stats;
-    out.clock_measurements_total = cs.measurements;
-    out.clock_measurement_failures_total = cs.failures;
-    out.clock_skew_refused_writes_total = cs.refusedWrites;
-    out.clock_skewed = this.clockSync.skewed ? 1 : 0;
-    for (const service of this.services.values()) Object.assign(out, service.counters?.());
-    return out;
+    m.counter('clock_measurements_total', 'Clock offset measurements of peers', cs.measurements);
+    m.counter('clock_measurement_failures_total', 'Clock offset measurements that failed', cs.failures);
+    m.counter(
+      'clock_skew_refused_writes_total',
+      'Local writes refused while this clock runs ahead of most peers',
+      cs.refusedWrites,
+    );
+    m.gauge(
+      'clock_skewed',
+      'Whether this clock runs ahead of most peers beyond the drift bound',
+      this.clockSync.skewed ? 1 : 0,
+    );
+    m.gauge('peers_connected', 'Peers with an open connection', this.host.connectedPeers().length);
+    const peerStates: Record<string, number> = { alive: 0, suspect: 0, dead: 0 };
+    for (const p of this.membership.peers()) peerStates[p.state] = (peerStates[p.state] ?? 0) + 1;
+    m.gauge('peers', 'Known peers by failure-detector state', peerStates, 'state');
+    const census = required(this._census, 'census').read();
+    m.gauge('tasks', 'Tasks in the replicated task board, by status', census.tasks, 'status');
+    m.gauge('agents', 'Agents in the replicated registry (not removed), by state', census.agents, 'state');
+    for (const service of this.services.values()) {
+      service.metrics?.(m);
+      const flat = service.counters?.();
+      if (flat !== undefined) m.flat(flat);
+    }
+    return m.toArray();
   }
 }
 

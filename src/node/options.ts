@@ -41,6 +41,8 @@ export interface MeshNodeOptions {
   syncStrategy?: StrategyChoice;
   /** Delta gossip batching window (ms). Default 0: the next event-loop turn. */
   gossipBatchMs?: number;
+  /** Records waiting for the store past which local writes are refused with OVERLOADED. */
+  maxPendingWrites?: number;
   /** Anti-entropy interval bounds (ms). */
   syncMinIntervalMs?: number;
   syncMaxIntervalMs?: number;

@@ -4,6 +4,7 @@ import type { AgentRegistry } from '../registry/agents.js';
 import type { Replica } from '../replica/index.js';
 import type { TaskBoard } from '../tasks/tasks.js';
 import type { Logger } from '../util/log.js';
+import type { MetricSet } from '../util/metrics.js';
 import type { CounterSnapshot, NodeInfo } from './types.js';
 
 /**
@@ -15,7 +16,9 @@ export interface Service {
   readonly name: string;
   start?(): Promise<void> | void;
   stop?(): Promise<void> | void;
-  /** Counters merged into the node's (and so into `/metrics`). */
+  /** Adds the service's metric families (names, types, help, labels) to the node's `/metrics`. */
+  metrics?(out: MetricSet): void;
+  /** Flat counters, the older form (see CounterSnapshot); prefer `metrics`. */
   counters?(): CounterSnapshot;
 }
 

@@ -1,4 +1,7 @@
 /** What a running node says about itself and its peers: the node's half of the API contract. */
+import type { MetricFamily } from '../util/metrics.js';
+
+export type { MetricFamily } from '../util/metrics.js';
 
 /** One peer as the node sees it. */
 export interface PeerView {
@@ -30,6 +33,15 @@ export interface NodeStatus {
   clockOffsetMs?: number | null;
   /** True while this node runs ahead of most peers beyond the drift bound (writes refused). */
   clockSkewed?: boolean;
+  /** The mesh's name: nodes replicate only within one mesh. */
+  mesh: string;
+  /** Whether the mesh is private (a pre-shared key guards its connections). */
+  private: boolean;
+  /**
+   * A digest of the replicated state without liveness fields (node heartbeats, agent liveness),
+   * 32 hex digits: two nodes that report the same one hold the same agents, tasks and nodes.
+   */
+  stateDigest: string;
 }
 
 /** One change applied to a record, local or remote: what `GET /v1/events` streams. */
@@ -58,7 +70,11 @@ export interface HealthReport {
   problems: HealthProblem[];
 }
 
-/** A flat name -> value snapshot of the node's counters, exported as Prometheus metrics. */
+/**
+ * A flat name -> value snapshot of counters: the older form a service may still report through
+ * `Service.counters()` (a `_total` name is a counter, anything else a gauge, no labels). New code
+ * reports metric families through `Service.metrics()`.
+ */
 export type CounterSnapshot = Record<string, number>;
 
 /** The read side of a running node that interfaces (HTTP API, dashboards) show. */
@@ -69,7 +85,13 @@ export interface NodeInfo {
   isReachable(nodeId: string): boolean;
   /** Subscribes to record changes; returns the unsubscribe function. */
   onEvent(listener: (event: MeshEvent) => void): () => void;
-  counters(): CounterSnapshot;
+  /** The node's metric families (core and services), read now; the API exports them at scrape time. */
+  metrics(): MetricFamily[];
   /** Whether the node can accept writes; absent means always healthy (test backends). */
   health?(): HealthReport;
+  /**
+   * Forgets a dead peer (its node record is marked forgotten for every member); rejects with a
+   * RegistryError: PEER_ALIVE for a live or connected peer, NOT_FOUND for an unknown one.
+   */
+  forgetPeer?(id: string): Promise<PeerView>;
 }

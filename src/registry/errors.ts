@@ -12,6 +12,8 @@ export const RegistryErrorCode = {
   NOT_OWNER: 'NOT_OWNER',
   /** The agent was removed; re-register it (upsert) before sending heartbeats. */
   AGENT_REMOVED: 'AGENT_REMOVED',
+  /** A peer that is this node, connected, alive or suspect cannot be forgotten. */
+  PEER_ALIVE: 'PEER_ALIVE',
 } as const;
 export type RegistryErrorCode = (typeof RegistryErrorCode)[keyof typeof RegistryErrorCode];
 
@@ -22,6 +24,7 @@ export const REGISTRY_HTTP_STATUS: Readonly<Record<RegistryErrorCode, number>> =
   NOT_FOUND: 404,
   NOT_OWNER: 409,
   AGENT_REMOVED: 409,
+  PEER_ALIVE: 409,
 };
 
 export class RegistryError extends MeshError<RegistryErrorCode> {

@@ -13,5 +13,16 @@ export const nodeSchema = new RecordSchema('node', {
   heartbeat: lwwRegister(isNumber, 'heartbeat'),
   capacity: lwwRegister(isNumber, 'capacity'),
   api: lwwRegister(isString, 'api'),
+  /**
+   * Set by any member that forgot this (dead) node: the node's heartbeat at that moment. The
+   * node counts as forgotten while its heartbeat is no higher, so one that comes back is shown
+   * again. Appended last, so records written before it decode unchanged.
+   */
+  forgotten: lwwRegister(isNumber, 'forgotten'),
 });
+
+/** Whether a node record's value says it was forgotten and has not heartbeated since. */
+export function isForgotten(v: { heartbeat?: number | undefined; forgotten?: number | undefined }): boolean {
+  return v.forgotten !== undefined && (v.heartbeat ?? 0) <= v.forgotten;
+}
 export type NodeSchema = typeof nodeSchema;

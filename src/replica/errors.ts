@@ -7,6 +7,11 @@ export const ReplicaErrorCode = {
   INVALID_DELTA: 'INVALID_DELTA',
   /** A higher layer's policy refused the change (ownership, transitions, caps, origin). */
   POLICY_REJECTED: 'POLICY_REJECTED',
+  /**
+   * A local write refused before it was made: the store is this far behind (a disk slower than
+   * the writes offered). Nothing was changed; retry later.
+   */
+  OVERLOADED: 'OVERLOADED',
 } as const;
 export type ReplicaErrorCode = (typeof ReplicaErrorCode)[keyof typeof ReplicaErrorCode];
 

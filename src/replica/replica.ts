@@ -45,6 +45,8 @@ export interface ChangeEvent {
   /** Who made the change: the delta's origin, or the peer a full record came from. */
   readonly origin: string | undefined;
   readonly local: boolean;
+  /** How it arrived: a local mutation, a remote delta, or a full record from sync. */
+  readonly via: 'local' | 'delta' | 'record';
 }
 
 export interface ReplicaEvents extends Record<string, unknown> {
@@ -196,7 +198,7 @@ export class Replica {
     const seq = this.nextSeq;
     this.seen.add(this.nodeId, seq);
     this.stats.localMutations++;
-    if (bytes !== undefined) this.commit(key, schema, merged, incoming, this.nodeId, true, bytes);
+    if (bytes !== undefined) this.commit(key, schema, merged, incoming, this.nodeId, 'local', bytes);
     return { key, origin: this.nodeId, seq, state: incoming };
   }
 
@@ -241,7 +243,7 @@ export class Replica {
       return 'unchanged';
     }
     this.stats.deltasApplied++;
-    this.commit(delta.key, schema, merged, delta.state, delta.origin, false);
+    this.commit(delta.key, schema, merged, delta.state, delta.origin, 'delta');
     return 'applied';
   }
 
@@ -267,7 +269,7 @@ export class Replica {
     this.check(input, from);
     if (maxTs > 0) this.clock.observe(maxTs);
     this.stats.recordsMerged++;
-    this.commit(key, schema, merged, state, from, false);
+    this.commit(key, schema, merged, state, from, 'record');
     return true;
   }
 
@@ -389,7 +391,7 @@ export class Replica {
     merged: RecordState,
     incoming: RecordState,
     origin: string | undefined,
-    local: boolean,
+    via: ChangeEvent['via'],
     bytes?: Uint8Array,
   ): void {
     this.records.set(key, merged);
@@ -398,7 +400,7 @@ export class Replica {
     else this.encoded.set(key, bytes);
     this.dirty.add(key);
     if (this.events.has('change')) {
-      this.events.emit('change', { key, schema, state: merged, incoming, origin, local });
+      this.events.emit('change', { key, schema, state: merged, incoming, origin, local: via === 'local', via });
     }
   }
 

@@ -8,6 +8,7 @@ import { ExecutionError } from '../agents/errors.js';
 import { MAX_TOOL_DEPTH, TERMINAL_STATUSES, taskSchema } from '../tasks/task-schema.js';
 import { TASK_KEY_PREFIX, type TaskBoard, type TaskView, taskView } from '../tasks/tasks.js';
 import type { Logger } from '../util/log.js';
+import type { MetricSet } from '../util/metrics.js';
 import { PendingIndex, signatureOf } from './pending-index.js';
 import { QuorumGrants } from './quorum.js';
 import { rendezvousOrder } from './rendezvous.js';
@@ -169,23 +170,32 @@ export class Scheduler {
     await this.quorum.stop();
   }
 
-  counters(): Record<string, number> {
+  metrics(m: MetricSet): void {
     const s = this.stats;
-    return {
-      scheduler_pending_tasks: this.pending.size,
-      scheduler_held_tasks: this.held.size,
-      scheduler_claims_total: s.claims,
-      scheduler_claims_designated_total: s.designatedClaims,
-      scheduler_claims_grace_total: s.graceClaims,
-      scheduler_claims_lost_total: s.claimsLost,
-      scheduler_quorum_denied_total: s.quorumDenied,
-      scheduler_quorum_grants_total: this.quorum.stats.granted,
-      scheduler_quorum_refusals_total: this.quorum.stats.refused,
-      scheduler_quorum_releases_total: this.quorum.stats.released,
-      scheduler_leases_expired_total: s.expired,
-      scheduler_deadlines_total: s.deadlines,
-      scheduler_dependents_cancelled_total: s.dependentsCancelled,
-    };
+    const q = this.quorum.stats;
+    m.gauge('scheduler_pending_tasks', 'PENDING tasks in the index this node schedules from', this.pending.size);
+    m.gauge('scheduler_held_tasks', 'Tasks this node holds a claim on', this.held.size);
+    m.counter(
+      'scheduler_claims_total',
+      'Claims made by this node, by its place in the rendezvous order',
+      { designated: s.designatedClaims, grace: s.graceClaims },
+      'order',
+    );
+    m.counter('scheduler_claims_lost_total', 'Claims of this node that lost to another holder', s.claimsLost);
+    m.counter('scheduler_quorum_denied_total', 'Quorum claims that did not reach a majority', s.quorumDenied);
+    m.counter(
+      'scheduler_quorum_decisions_total',
+      'Quorum grant requests this node answered, by decision',
+      { granted: q.granted, refused: q.refused, released: q.released },
+      'decision',
+    );
+    m.counter('scheduler_leases_expired_total', 'Leases found expired (the task went back to the pool)', s.expired);
+    m.counter('scheduler_deadlines_total', 'Tasks failed for passing their deadline', s.deadlines);
+    m.counter(
+      'scheduler_dependents_cancelled_total',
+      'Dependents cancelled after a failed dependency',
+      s.dependentsCancelled,
+    );
   }
 
   /** Asks for a dispatch on the next turn (a local agent freed a slot, a task arrived...). */

@@ -1,8 +1,9 @@
-import { CodecError, decode, encode } from '../codec/index.js';
+import { encode } from '../codec/index.js';
 import type { MeshPubsub, PubsubMessage, ValidationResult } from '../net/index.js';
-import { type Delta, type DeltaWire, PolicyError, type Replica, ReplicaError } from '../replica/index.js';
+import type { DeltaWire, Replica } from '../replica/index.js';
 import { type Logger, logger } from '../util/log.js';
 import type { DeltaLog } from './delta-log.js';
+import { DeltaIngest, type IngestStats } from './ingest.js';
 
 export interface GossipOptions {
   replica: Replica;
@@ -21,23 +22,22 @@ export interface GossipOptions {
   maxBatch?: number;
   /** Called when an applied delta reveals missing seqs of its origin (`peer` relayed it). */
   onGap?: (origin: string, peer: string) => void;
+  /**
+   * Whether a batch must go out over gossipsub at all. The direct push streams carry every local
+   * delta to connected peers; gossip is needed only for members that no push stream reaches
+   * (a mesh that is not fully connected). Default: always.
+   */
+  needed?: () => boolean;
   log?: Logger;
 }
 
-export interface GossipStats {
+export interface GossipStats extends IngestStats {
   messagesPublished: number;
   deltasPublished: number;
   bytesPublished: number;
   publishFailures: number;
-  messagesReceived: number;
-  bytesReceived: number;
-  deltasApplied: number;
-  deltasUnchanged: number;
-  deltasDuplicate: number;
-  /** Messages dropped before any delta was applied, by reason. */
-  rejectedMessages: Record<string, number>;
-  /** Individual deltas refused by policy, by reason. */
-  rejectedDeltas: Record<string, number>;
+  /** Batches not published because every member was reached by a direct push stream. */
+  batchesSkipped: number;
 }
 
 /**
@@ -48,18 +48,13 @@ export interface GossipStats {
  * applied nor forwarded.
  */
 export class DeltaGossip {
-  readonly stats: GossipStats = {
+  private readonly ingest: DeltaIngest;
+  private readonly publishStats = {
     messagesPublished: 0,
     deltasPublished: 0,
     bytesPublished: 0,
     publishFailures: 0,
-    messagesReceived: 0,
-    bytesReceived: 0,
-    deltasApplied: 0,
-    deltasUnchanged: 0,
-    deltasDuplicate: 0,
-    rejectedMessages: {},
-    rejectedDeltas: {},
+    batchesSkipped: 0,
   };
   private readonly batchMs: number;
   private readonly maxBatch: number;
@@ -73,6 +68,16 @@ export class DeltaGossip {
     this.batchMs = options.batchMs ?? 0;
     this.maxBatch = options.maxBatch ?? 512;
     this.log = options.log ?? logger('mesh:gossip');
+    this.ingest = new DeltaIngest({
+      replica: options.replica,
+      deltaLog: options.deltaLog,
+      maxBatch: this.maxBatch * 2,
+      onGap: options.onGap,
+    });
+  }
+
+  get stats(): GossipStats {
+    return { ...this.ingest.stats, ...this.publishStats };
   }
 
   start(): void {
@@ -88,10 +93,8 @@ export class DeltaGossip {
     this.unsubscribe = undefined;
   }
 
-  /** Queues a local (already durable) delta for publication. */
-  publish(delta: Delta): void {
-    const wire = this.options.replica.deltaToWire(delta);
-    this.options.deltaLog.add(delta.origin, delta.seq, wire);
+  /** Queues a local (already durable) delta, in wire form, for publication. */
+  publish(wire: DeltaWire): void {
     this.queue.push(wire);
     if (this.queue.length >= this.maxBatch) void this.flush();
     else
@@ -112,7 +115,7 @@ export class DeltaGossip {
       this.inflight = this.inflight
         .then(() => this.send(batch))
         .catch((err: unknown) => {
-          this.stats.publishFailures++;
+          this.publishStats.publishFailures++;
           this.log.error({ err }, 'could not publish a delta batch; anti-entropy will deliver it');
         });
     }
@@ -120,6 +123,10 @@ export class DeltaGossip {
   }
 
   private async send(batch: DeltaWire[]): Promise<void> {
+    if (this.options.needed !== undefined && !this.options.needed()) {
+      this.publishStats.batchesSkipped++;
+      return;
+    }
     const data = encode(batch);
     if (data.length > this.options.pubsub.maxMessageSize && batch.length > 1) {
       const half = batch.length >> 1;
@@ -129,75 +136,25 @@ export class DeltaGossip {
     }
     try {
       await this.options.pubsub.publish(this.options.topic, data);
-      this.stats.messagesPublished++;
-      this.stats.deltasPublished += batch.length;
-      this.stats.bytesPublished += data.length;
+      this.publishStats.messagesPublished++;
+      this.publishStats.deltasPublished += batch.length;
+      this.publishStats.bytesPublished += data.length;
     } catch (err) {
       // No subscribed peer yet, or a peer dropped mid-publish: anti-entropy delivers it later.
-      this.stats.publishFailures++;
+      this.publishStats.publishFailures++;
       this.log.debug({ err }, 'publish failed');
     }
   }
 
-  private rejectMessage(reason: string, err: unknown, from: string): ValidationResult {
-    this.stats.rejectedMessages[reason] = (this.stats.rejectedMessages[reason] ?? 0) + 1;
-    this.log.warn({ from, reason, err: (err as Error).message }, 'rejected gossip message');
-    return 'reject';
-  }
-
   private receive(msg: PubsubMessage): ValidationResult {
-    this.stats.messagesReceived++;
-    this.stats.bytesReceived += msg.data.length;
-    const { replica, deltaLog, onGap } = this.options;
-    let wires: unknown;
-    try {
-      wires = decode(msg.data, { validate: (v): v is unknown[] => Array.isArray(v) && v.length <= this.maxBatch * 2 });
-    } catch (err) {
-      return this.rejectMessage(err instanceof CodecError ? err.code.toLowerCase() : 'malformed', err, msg.from);
-    }
-    // Decode and authenticate everything before applying anything: a malformed or forged message
-    // is refused whole. Deltas then apply one by one; one refused by policy is skipped (and the
-    // message is not forwarded), the others stand.
-    const deltas: Array<[Delta, DeltaWire]> = [];
-    for (const w of wires as unknown[]) {
-      let d: Delta;
-      try {
-        d = replica.deltaFromWire(w);
-      } catch (err) {
-        return this.rejectMessage(err instanceof ReplicaError ? err.code.toLowerCase() : 'malformed', err, msg.from);
-      }
-      if (d.origin !== msg.from) {
-        return this.rejectMessage(
-          'origin_mismatch',
-          new Error(`delta origin ${d.origin} signed by ${msg.from}`),
-          msg.from,
-        );
-      }
-      deltas.push([d, w as DeltaWire]);
-    }
-    let refused = false;
-    let onlyClock = true;
-    for (const [d, w] of deltas) {
-      try {
-        const outcome = replica.applyDelta(d, msg.from);
-        if (outcome === 'applied') this.stats.deltasApplied++;
-        else if (outcome === 'unchanged') this.stats.deltasUnchanged++;
-        else {
-          this.stats.deltasDuplicate++;
-          continue;
-        }
-        deltaLog.add(d.origin, d.seq, w);
-        if (onGap !== undefined && replica.dots.base(d.origin) < d.seq - 1) onGap(d.origin, msg.relayedBy);
-      } catch (err) {
-        if (!(err instanceof PolicyError)) throw err;
-        refused = true;
-        if (err.reason !== 'clock_drift') onlyClock = false;
-        this.stats.rejectedDeltas[err.reason] = (this.stats.rejectedDeltas[err.reason] ?? 0) + 1;
-      }
+    const outcome = this.ingest.ingest(msg.data, msg.from, msg.relayedBy);
+    if (outcome.kind === 'accepted') return 'accept';
+    if (outcome.kind === 'rejected') {
+      this.log.warn({ from: msg.from, reason: outcome.reason, err: outcome.error.message }, 'rejected gossip message');
+      return 'reject';
     }
     // A clock a little too far ahead is a fault of the origin's host, not of the relaying peer:
     // drop without penalising the relayer's gossip score.
-    if (!refused) return 'accept';
-    return onlyClock ? 'ignore' : 'reject';
+    return outcome.onlyClock ? 'ignore' : 'reject';
   }
 }

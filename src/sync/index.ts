@@ -4,3 +4,5 @@ export * from './delta-log.js';
 export * from './gossip.js';
 export * from './protocol.js';
 export * from './scheduler.js';
+export * from './ingest.js';
+export * from './push.js';

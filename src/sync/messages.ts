@@ -17,7 +17,14 @@ import type { DotSetWire } from '../crdt/index.js';
 import { MERKLE_FANOUT, type NodeView } from '../replica/index.js';
 import { protocolError } from './errors.js';
 
-export const SYNC_PROTOCOL = '/agentmesh/sync/1.0.0';
+/**
+ * The sync protocol id of one mesh. The mesh name is part of it so that nodes of two meshes that
+ * happen to connect (a wrong --join, mDNS on one LAN) never exchange a record: the other mesh's
+ * node does not speak this id, and the stream is refused at negotiation.
+ */
+export const syncProtocol = (mesh: string): string => `/agentmesh/${mesh}/sync/1`;
+/** The sync protocol id of the mesh named `default`. */
+export const SYNC_PROTOCOL = syncProtocol('default');
 export const SYNC_VERSION = 1;
 
 export interface Hello {

@@ -1,6 +1,6 @@
 import { decode, encode, encodeMsgpack } from '../codec/index.js';
 import { DotSet } from '../crdt/index.js';
-import type { MeshHost, Session } from '../net/index.js';
+import { isNetError, type MeshHost, type Session } from '../net/index.js';
 import {
   BloomSummary,
   bloomOf,
@@ -22,7 +22,7 @@ import {
   parseMessage,
   type Records,
   SYNC_LIMITS,
-  SYNC_PROTOCOL,
+  syncProtocol,
   SYNC_VERSION,
   type SyncMessage,
 } from './messages.js';
@@ -67,6 +67,8 @@ export interface SyncStats {
   failures: number;
   /** Failed sessions (either side) by the error's code: CHECKSUM_MISMATCH, FRAME_TOO_LARGE, ... */
   failuresByCode: Record<string, number>;
+  /** Sessions the peer refused at negotiation: it does not speak this mesh (name or version). */
+  unsupported: number;
   rejectedRecords: Record<string, number>;
   /** Sessions by the strategy the initiator chose. */
   sessions: Record<Strategy, number>;
@@ -81,6 +83,8 @@ export interface SyncProtocolOptions {
   replica: Replica;
   host: MeshHost;
   deltaLog: DeltaLog;
+  /** The mesh's name (default `default`): part of the protocol id, so meshes never mix. */
+  meshName?: string;
   bloomFpRate?: number;
   /** Target encoded size of one record chunk. */
   chunkBytes?: number;
@@ -189,6 +193,7 @@ export class SyncProtocol {
     served: 0,
     failures: 0,
     failuresByCode: {},
+    unsupported: 0,
     rejectedRecords: {},
     sessions: { none: 0, gaps: 0, merkle: 0, bloom: 0 },
     byPhase: { gaps: emptyStrategyStats(), merkle: emptyStrategyStats(), bloom: emptyStrategyStats() },
@@ -201,8 +206,10 @@ export class SyncProtocol {
   private readonly gapLimit: number;
   private readonly log: Logger;
   private readonly lastSession = new Map<string, number>();
+  readonly protocol: string;
 
   constructor(options: SyncProtocolOptions) {
+    this.protocol = syncProtocol(options.meshName ?? 'default');
     this.replica = options.replica;
     this.host = options.host;
     this.deltaLog = options.deltaLog;
@@ -213,13 +220,13 @@ export class SyncProtocol {
   }
 
   async start(): Promise<void> {
-    await this.host.handle(SYNC_PROTOCOL, (session, peer) => this.serve(session, peer), {
+    await this.host.handle(this.protocol, (session, peer) => this.serve(session, peer), {
       maxInboundStreams: 8,
     });
   }
 
   async stop(): Promise<void> {
-    await this.host.unhandle(SYNC_PROTOCOL).catch(() => {});
+    await this.host.unhandle(this.protocol).catch(() => {});
   }
 
   /** When a session with peer (either direction) last started, in performance.now() ms. */
@@ -232,7 +239,15 @@ export class SyncProtocol {
     const started = performance.now();
     this.lastSession.set(peer, started);
     this.stats.initiated++;
-    const session = await this.host.openSession(peer, SYNC_PROTOCOL, options.signal ? { signal: options.signal } : {});
+    let session: Session;
+    try {
+      session = await this.host.openSession(peer, this.protocol, options.signal ? { signal: options.signal } : {});
+    } catch (err) {
+      this.stats.failures++;
+      this.countFailure(err);
+      if (isNetError(err) && err.code === 'UNSUPPORTED_PROTOCOL') this.stats.unsupported++;
+      throw err;
+    }
     const deadline = setTimeout(
       () => session.abort(protocolError(`sync session with ${peer} exceeded ${SESSION_DEADLINE_MS} ms`)),
       SESSION_DEADLINE_MS,

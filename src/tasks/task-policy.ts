@@ -73,7 +73,7 @@ export function taskPolicy(input: PolicyInput): void {
  * Fencing, counted: a remote write of the run at an epoch older than the one this replica holds
  * (a holder that was paused or cut off past its lease, or a forgery). Such a write always loses
  * the merge (the run's order puts the higher epoch first), so it changes nothing on any replica;
- * this names it so the replica counts it (`replica_rejected_stale_epoch_total`). A cancel is
+ * this names it so the replica counts it (`replica_rejected_total{reason="stale_epoch"}`). A cancel is
  * never stale: it wins at any epoch.
  */
 export function taskStaleWrite(input: PolicyInput): string | undefined {

@@ -31,6 +31,7 @@ import {
   type TaskStatus,
   taskSchema,
   TERMINAL_STATUSES,
+  MAX_ATTEMPTS,
 } from './task-schema.js';
 
 export type TaskMutateFn = (
@@ -559,6 +560,47 @@ export class TaskBoard {
         ...run,
         status: 'CANCELLED',
         ...(reason !== undefined ? { error: { code: 'CANCELLED', message: reason } } : {}),
+      };
+    });
+  }
+
+  /**
+   * An operator's retry: a FAILED task goes back to PENDING as a new attempt (attempt + 1,
+   * epoch + 1, no backoff), the failed attempt kept in `attempts`. Unlike the automatic retries it
+   * is not bounded by `maxRetries`: a person decided. Refused (INVALID_TRANSITION, 409) for any
+   * other status: a running task has a holder, a COMPLETED one has its result, and a CANCELLED
+   * one stays cancelled, because a cancel outranks every epoch in the run register's order
+   * (`compareRuns`), so a new attempt written over it would lose on every replica.
+   */
+  async retry(id: string): Promise<TaskView> {
+    if (this.get(id) === undefined) throw notFound(id);
+    return this.write(id, (run) => {
+      if (run.status !== 'FAILED') {
+        const why =
+          run.status === 'CANCELLED'
+            ? 'a cancel is final (it outranks every later attempt); submit the task again'
+            : run.status === 'COMPLETED'
+              ? 'it completed'
+              : 'it has not failed; cancel it first if it is stuck';
+        throw new TaskError(TaskErrorCode.INVALID_TRANSITION, `task ${id} is ${run.status}: cannot retry: ${why}`, {
+          details: { from: run.status, to: 'PENDING', attempt: run.attempt },
+        });
+      }
+      if (run.attempt >= MAX_ATTEMPTS) {
+        throw new TaskError(
+          TaskErrorCode.INVALID_TRANSITION,
+          `task ${id}: ${MAX_ATTEMPTS} attempts is the most a task has`,
+          {
+            details: { from: run.status, to: 'PENDING', attempt: run.attempt },
+          },
+        );
+      }
+      return {
+        ...fresh(this.endAttempt(run, run.error)),
+        status: 'PENDING',
+        epoch: run.epoch + 1,
+        attempt: run.attempt + 1,
+        notBefore: null,
       };
     });
   }

@@ -9,9 +9,11 @@ import type {
 import { HybridClock } from '../../src/crdt/index.js';
 import { meshFenced, meshPolicy, meshSchemaFor } from '../../src/node/schemas.js';
 import { AgentRegistry, agentView } from '../../src/registry/agents.js';
+import { StateDigest } from '../../src/node/state-digest.js';
 import { nodeSchema } from '../../src/registry/node-schema.js';
 import { Replica } from '../../src/replica/index.js';
 import { TaskBoard, taskView } from '../../src/tasks/tasks.js';
+import { HistogramRecorder, MetricSet } from '../../src/util/metrics.js';
 
 /** A bare in-memory replica with the mesh's schemas and policies. */
 export function meshReplica(nodeId: string, hlc?: () => number): Replica {
@@ -49,7 +51,7 @@ export interface TestBackend extends ApiBackend {
   readonly replica: Replica;
   /** Node ids isReachable() reports as unreachable. */
   readonly unreachable: Set<string>;
-  /** Extra counters merged into counters(). */
+  /** Extra flat counters merged into metrics(). */
   readonly extraCounters: CounterSnapshot;
   /** Number of onEvent listeners currently subscribed. */
   listenerCount(): number;
@@ -69,6 +71,11 @@ export function testBackend(options: { nodeId?: string; faults?: FaultSwitch } =
   const unreachable = new Set<string>();
   const extraCounters: CounterSnapshot = {};
   const startedAt = Date.now();
+  const digest = new StateDigest(replica);
+  const latency = new HistogramRecorder([0.1, 1], ['kind']);
+  latency.observe(0.05, { kind: 'a' });
+  latency.observe(0.5, { kind: 'a' });
+  latency.observe(5, { kind: 'b' });
 
   replica.events.on('change', (c) => {
     const slash = c.key.indexOf('/');
@@ -114,6 +121,9 @@ export function testBackend(options: { nodeId?: string; faults?: FaultSwitch } =
         versionVector: Object.fromEntries(replica.versionVector().toWire()),
         uptimeMs: Date.now() - startedAt,
         startedAt,
+        mesh: 'test',
+        private: false,
+        stateDigest: digest.hex(),
       };
     },
     peers: () => peers,
@@ -122,11 +132,13 @@ export function testBackend(options: { nodeId?: string; faults?: FaultSwitch } =
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    counters: () => ({
-      'replica.localMutations': replica.stats.localMutations,
-      'replica.rejected': replica.stats.rejected,
-      ...extraCounters,
-    }),
+    metrics: () =>
+      new MetricSet()
+        .counter('replica_local_mutations_total', 'Mutations made here', replica.stats.localMutations)
+        .counter('replica_rejected_total', 'Refused, by reason', replica.stats.rejectedByReason, 'reason')
+        .histogram('test_latency_seconds', 'A test histogram', latency)
+        .flat(extraCounters)
+        .toArray(),
     listenerCount: () => listeners.size,
   };
 }

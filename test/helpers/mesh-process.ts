@@ -225,7 +225,10 @@ export async function startMesh(n: number, extraArgs: string[] = []): Promise<Me
   return [first, ...rest];
 }
 
-/** Reads `agentmesh_<name>` from a node's Prometheus metrics (0 if absent). */
+/**
+ * Reads `agentmesh_<name>` from a node's Prometheus metrics (0 if absent); `name` may carry labels
+ * as the exposition prints them: `replica_rejected_total{reason="stale_epoch"}`.
+ */
 export async function metric(node: MeshProcess, name: string): Promise<number> {
   const res = await fetch(`${node.api}/metrics`, { signal: AbortSignal.timeout(10_000) });
   const text = await res.text();

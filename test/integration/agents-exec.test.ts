@@ -161,7 +161,7 @@ describe('exec agents', { timeout: 60_000 }, () => {
 
   it('fails a task whose script exits non-zero with EXIT_NONZERO, the exit code and the stderr tail', async () => {
     const before = await a.get<Agent>('/v1/agents/worker');
-    const failedBefore = await metric(b, 'agent_tasks_failed_total');
+    const failedBefore = await metric(b, 'agent_tasks_ended_total{outcome="failed"}');
     await submit('exec-fail', 'worker', { mode: 'fail' });
 
     const t = await settled(a, 'exec-fail');
@@ -175,7 +175,11 @@ describe('exec agents', { timeout: 60_000 }, () => {
     assert.match(String(e.message), /exited with code 3/);
     assert.equal(e.stderr, 'exec-agent: starting exec-fail\nexec-agent: disk on fire', 'stderr tail');
     assert.deepEqual(t.log, ['exec-agent: starting exec-fail', 'exec-agent: disk on fire']);
-    assert.equal(await metric(b, 'agent_tasks_failed_total'), failedBefore + 1, 'b counts the failure');
+    assert.equal(
+      await metric(b, 'agent_tasks_ended_total{outcome="failed"}'),
+      failedBefore + 1,
+      'b counts the failure',
+    );
     await until(
       () => a.get<Agent>('/v1/agents/worker'),
       (x) => x.stats.executions === before.stats.executions + 1 && x.stats.failures === before.stats.failures + 1,
@@ -304,7 +308,7 @@ describe('exec agents', { timeout: 60_000 }, () => {
   });
 
   it('a cancel on another node kills the running script within moments', async (t) => {
-    const cancelledBefore = await metric(b, 'agent_tasks_cancelled_total');
+    const cancelledBefore = await metric(b, 'agent_tasks_ended_total{outcome="cancelled"}');
     await submit('exec-cancel', 'worker', { mode: 'sleep' });
     const pidFile = join(dir, 'exec-cancel.pids');
     await waitFor(() => existsSync(pidFile), 10_000, 'the sleeping script to write its pids', 20);
@@ -358,7 +362,7 @@ describe('exec agents', { timeout: 60_000 }, () => {
       assert.equal(task.result, null);
     }
     await waitFor(
-      async () => (await metric(b, 'agent_tasks_cancelled_total')) === cancelledBefore + 1,
+      async () => (await metric(b, 'agent_tasks_ended_total{outcome="cancelled"}')) === cancelledBefore + 1,
       5_000,
       'b to count the cancelled run',
     );

@@ -140,7 +140,7 @@ describe('stdio and MCP agents', { timeout: 60_000 }, () => {
   });
 
   it('a cancel on the other node stops a stdio task; the agent gives it up and keeps running', async () => {
-    const cancelledBefore = await metric(b, 'agent_tasks_cancelled_total');
+    const cancelledBefore = await metric(b, 'agent_tasks_ended_total{outcome="cancelled"}');
     const pidBefore = (await b.get<HostAgent[]>('/v1/host/agents')).find((x) => x.id === 'wc')?.pid;
     await submit('wc-cancel', 'wc', { type: 'echo', capabilities: ['echo'], payload: { sleepMs: 20_000 } });
     await until(
@@ -163,7 +163,7 @@ describe('stdio and MCP agents', { timeout: 60_000 }, () => {
       assert.equal(t.status, 'CANCELLED', `wc-cancel on ${node.options.name}`);
       assert.equal(t.result, null);
     }
-    assert.equal(await metric(b, 'agent_tasks_cancelled_total'), cancelledBefore + 1);
+    assert.equal(await metric(b, 'agent_tasks_ended_total{outcome="cancelled"}'), cancelledBefore + 1);
     // The agent honoured the cancel message: no kill, and it takes the next task.
     await submit('wc-after-cancel', 'wc', { type: 'echo', capabilities: ['echo'], payload: { n: 1 } });
     const next = await settled(a, 'wc-after-cancel');

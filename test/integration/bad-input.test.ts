@@ -101,15 +101,27 @@ describe('bad input', { timeout: 120_000 }, () => {
       'the node to receive the messages',
     );
     await waitFor(
-      async () => (await metric(node, 'gossip_rejected_deltas_clock_drift_total')) >= 1,
+      async () => (await metric(node, 'gossip_rejected_deltas_total{reason="clock_drift"}')) >= 1,
       10_000,
       'clock drift counted',
     );
-    assert.ok((await metric(node, 'gossip_rejected_messages_deserialization_failed_total')) >= 1, 'malformed counted');
-    assert.ok((await metric(node, 'gossip_rejected_messages_checksum_mismatch_total')) >= 1, 'bit flip counted');
-    assert.ok((await metric(node, 'gossip_rejected_messages_origin_mismatch_total')) >= 1, 'origin mismatch counted');
-    assert.ok((await metric(node, 'gossip_rejected_deltas_not_owner_total')) >= 1, 'forged owner write counted');
-    assert.ok((await metric(node, 'pubsub_rejected_too_large_total')) >= 1, 'oversized counted');
+    assert.ok(
+      (await metric(node, 'gossip_rejected_messages_total{reason="deserialization_failed"}')) >= 1,
+      'malformed counted',
+    );
+    assert.ok(
+      (await metric(node, 'gossip_rejected_messages_total{reason="checksum_mismatch"}')) >= 1,
+      'bit flip counted',
+    );
+    assert.ok(
+      (await metric(node, 'gossip_rejected_messages_total{reason="origin_mismatch"}')) >= 1,
+      'origin mismatch counted',
+    );
+    assert.ok(
+      (await metric(node, 'gossip_rejected_deltas_total{reason="not_owner"}')) >= 1,
+      'forged owner write counted',
+    );
+    assert.ok((await metric(node, 'pubsub_rejected_total{reason="too_large"}')) >= 1, 'oversized counted');
     assert.equal((await node.call('GET', '/v1/agents/from-future')).status, 404);
     await unchanged();
   });
@@ -117,15 +129,16 @@ describe('bad input', { timeout: 120_000 }, () => {
   it('sync stream: malformed, oversized, bit-flipped frames and forged or future records are refused and counted', async () => {
     // Each bad session fails on the node with the code of its fault, counted by code: the counts
     // prove each frame was refused for its own reason, not merely that three sessions failed.
-    const codes = ['deserialization_failed', 'frame_too_large', 'checksum_mismatch'];
+    const codes = ['DESERIALIZATION_FAILED', 'FRAME_TOO_LARGE', 'CHECKSUM_MISMATCH'];
+    const failed = (code: string): string => `sync_failed_sessions_total{code="${code}"}`;
     const before = Object.fromEntries(
-      await Promise.all(codes.map(async (c) => [c, await metric(node, `sync_failures_${c}_total`)] as const)),
+      await Promise.all(codes.map(async (c) => [c, await metric(node, failed(c))] as const)),
     );
     const failedWith = async (code: string): Promise<void> =>
       waitFor(
-        async () => (await metric(node, `sync_failures_${code}_total`)) === (before[code] as number) + 1,
+        async () => (await metric(node, failed(code))) === (before[code] as number) + 1,
         10_000,
-        `a session failed with ${code.toUpperCase()}`,
+        `a session failed with ${code}`,
       );
     const hello = encode({ t: 'hello', v: 1, dots: [], root: new Uint8Array(16), count: 0, depth: 4 });
     const session = async () => peer.openSession(node.id, SYNC_PROTOCOL, { maxFrameSize: 16 * 1024 * 1024 });
@@ -133,17 +146,17 @@ describe('bad input', { timeout: 120_000 }, () => {
     const s1 = await session();
     await s1.send(new TextEncoder().encode('garbage'));
     await s1.receive().catch(() => undefined);
-    await failedWith('deserialization_failed');
+    await failedWith('DESERIALIZATION_FAILED');
     const s2 = await session();
     await s2.send(new Uint8Array(5 * 1024 * 1024)).catch(() => undefined);
     await s2.receive().catch(() => undefined);
-    await failedWith('frame_too_large');
+    await failedWith('FRAME_TOO_LARGE');
     const s3 = await session();
     const bad = hello.slice();
     bad[12] = (bad[12] as number) ^ 0x01;
     await s3.send(bad);
     await s3.receive().catch(() => undefined);
-    await failedWith('checksum_mismatch');
+    await failedWith('CHECKSUM_MISMATCH');
 
     // A well-formed conversation carrying a forged record and a future-dated one.
     const s4 = await session();
@@ -171,8 +184,8 @@ describe('bad input', { timeout: 120_000 }, () => {
     await s4.close();
     await waitFor(
       async () =>
-        (await metric(node, 'sync_rejected_records_not_owner_total')) >= 1 &&
-        (await metric(node, 'sync_rejected_records_clock_drift_total')) >= 1,
+        (await metric(node, 'sync_rejected_records_total{reason="not_owner"}')) >= 1 &&
+        (await metric(node, 'sync_rejected_records_total{reason="clock_drift"}')) >= 1,
       10_000,
       'forged and future records counted',
     );

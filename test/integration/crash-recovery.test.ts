@@ -37,6 +37,10 @@ describe('crash recovery', { timeout: 120_000 }, () => {
     stop = true;
     await Promise.all(writers);
     assert.ok(acked.length > 0);
+    // The highest seq of b that a saw before the crash: b must never issue it again, or a would
+    // take b's next, different delta for a duplicate and drop it.
+    const seenByA = (await a.get<{ versionVector: Record<string, number> }>('/v1/status')).versionVector[b.id] ?? 0;
+    assert.ok(seenByA > 0, 'a received deltas from b before the crash');
 
     // While b is down, the mesh moves on.
     const missed: string[] = [];
@@ -50,6 +54,8 @@ describe('crash recovery', { timeout: 120_000 }, () => {
     const b2 = await new MeshProcess({ name: 'b', dataDir: b.dataDir }).start();
     nodes.push(b2);
     assert.equal(b2.id, b.id, 'the node keeps its identity across restarts');
+    const ownSeq = (await b2.get<{ versionVector: Record<string, number> }>('/v1/status')).versionVector[b.id] ?? 0;
+    assert.ok(ownSeq >= seenByA, `b restarted at seq ${ownSeq}, below the seq ${seenByA} a had seen: a seq was reused`);
     const present = new Set((await b2.get<Array<{ id: string }>>('/v1/tasks?limit=10000')).map((t) => t.id));
     const lost = acked.filter((id) => !present.has(id));
     assert.deepEqual(lost, [], `acknowledged writes lost after SIGKILL: ${lost.length} of ${acked.length}`);

@@ -45,9 +45,10 @@ describe('late joiner', { timeout: 180_000 }, () => {
 
     // Whichever side initiated, the records b received came through the Bloom phase, and a Merkle
     // pass ran after it (on b or a) to mop up what the filter's false positives hid.
-    const bloomReceived = await metric(b, 'sync_bloom_records_received_total');
-    const merkleReceived = await metric(b, 'sync_merkle_records_received_total');
-    const merklePhases = (await metric(a, 'sync_merkle_phases_total')) + (await metric(b, 'sync_merkle_phases_total'));
+    const bloomReceived = await metric(b, 'sync_records_received_total{phase="bloom"}');
+    const merkleReceived = await metric(b, 'sync_records_received_total{phase="merkle"}');
+    const merklePhases =
+      (await metric(a, 'sync_phases_total{phase="merkle"}')) + (await metric(b, 'sync_phases_total{phase="merkle"}'));
     assert.ok(bloomReceived >= 19_000, `Bloom moved only ${bloomReceived} of 20k records`);
     assert.ok(merklePhases >= 1, 'no Merkle pass ran');
     assert.ok(bloomReceived + merkleReceived >= 20_000, `Bloom ${bloomReceived} + Merkle ${merkleReceived} < 20k`);

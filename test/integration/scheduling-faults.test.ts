@@ -325,12 +325,12 @@ describe('scheduling under faults: partition, a killed node, a paused holder', {
     assert.ok(holder !== undefined && holder !== observer, 'held by an agent node');
     const others = live().filter((n) => n !== holder);
     const stale = async (): Promise<number> =>
-      (await Promise.all(others.map((n) => metric(n, 'replica_rejected_stale_epoch_total')))).reduce(
+      (await Promise.all(others.map((n) => metric(n, 'replica_rejected_total{reason="stale_epoch"}')))).reduce(
         (a, b) => a + b,
         0,
       );
     const staleBefore = await stale();
-    const completedBefore = await metric(holder, 'agent_tasks_completed_total');
+    const completedBefore = await metric(holder, 'agent_tasks_ended_total{outcome="completed"}');
 
     const stoppedAt = Date.now();
     process.kill(holder.pid as number, 'SIGSTOP');
@@ -367,7 +367,7 @@ describe('scheduling under faults: partition, a killed node, a paused holder', {
       async () =>
         (await stale()) > staleBefore ||
         ((await metric(holder, 'agent_host_running_tasks')) === 0 &&
-          (await metric(holder, 'agent_tasks_completed_total')) === completedBefore),
+          (await metric(holder, 'agent_tasks_ended_total{outcome="completed"}')) === completedBefore),
       15_000,
       "the old holder's writes to be fenced: refused locally or counted stale by the others",
     );
@@ -387,7 +387,7 @@ describe('scheduling under faults: partition, a killed node, a paused holder', {
       assert.equal(t.result?.attempt, replaced.attempt, `${name}: of the replacing attempt`);
     }
     const staleSeen = (await stale()) - staleBefore;
-    const completedAfter = await metric(holder, 'agent_tasks_completed_total');
+    const completedAfter = await metric(holder, 'agent_tasks_ended_total{outcome="completed"}');
     console.log(
       `fencing: ${holder.options.name} paused ${resumedAt - stoppedAt} ms; fence-1 IN_PROGRESS on ` +
         `${newHolder.options.name} at epoch ${replaced.epoch}, ${(replaced.startedAt as number) - stoppedAt} ms ` +

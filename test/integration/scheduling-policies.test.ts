@@ -374,23 +374,23 @@ describe('scheduling policies, tool calls and forged writes', { timeout: 120_000
       };
 
       // Stale: the test peer's own write, at an epoch the task has moved past.
-      const stale = await counts('replica_rejected_stale_epoch_total');
+      const stale = await counts('replica_rejected_total{reason="stale_epoch"}');
       await publishRun('target', forged);
-      await risesEverywhere('replica_rejected_stale_epoch_total', stale);
+      await risesEverywhere('replica_rejected_total{reason="stale_epoch"}', stale);
 
       // A run carrying a write by someone else than the delta's origin (p0's name).
-      const foreign = await counts('replica_rejected_foreign_writer_total');
+      const foreign = await counts('replica_rejected_total{reason="foreign_writer"}');
       await publishRun('target', { ...forged, epoch: target.epoch + 5 }, p0.id);
-      await risesEverywhere('replica_rejected_foreign_writer_total', foreign);
+      await risesEverywhere('replica_rejected_total{reason="foreign_writer"}', foreign);
 
       // A run at a winning epoch, with a result beyond the cap.
-      const big = await counts('replica_rejected_too_large_total');
+      const big = await counts('replica_rejected_total{reason="too_large"}');
       const huge = Array.from({ length: 1500 }, (_, i) => `${String(i).padStart(8, '0')}${'x'.repeat(40)}`);
       await publishRun('target', { ...forged, epoch: target.epoch + 5, result: huge });
-      await risesEverywhere('replica_rejected_too_large_total', big);
+      await risesEverywhere('replica_rejected_total{reason="too_large"}', big);
 
       // A spec naming p0 as creator, written by the test peer.
-      const notCreator = await counts('replica_rejected_not_creator_total');
+      const notCreator = await counts('replica_rejected_total{reason="not_creator"}');
       const spec: TaskSpecRecord = {
         ...SPEC_DEFAULTS,
         type: 'x',
@@ -414,7 +414,7 @@ describe('scheduling policies, tool calls and forged writes', { timeout: 120_000
         }),
       );
       await peer.pubsub.publish(TOPIC, encode([forger.deltaToWire(d)]));
-      await risesEverywhere('replica_rejected_not_creator_total', notCreator);
+      await risesEverywhere('replica_rejected_total{reason="not_creator"}', notCreator);
 
       for (const [i, n] of nodes.entries()) {
         assert.deepEqual(await getTask(n, 'target'), snapshot[i], `target unchanged on ${n.options.name}`);

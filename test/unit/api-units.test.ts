@@ -13,7 +13,9 @@ import {
 import { SseConnection, sseFrame } from '../../src/api/sse.js';
 import { RegistryError } from '../../src/registry/errors.js';
 import { PolicyError } from '../../src/replica/index.js';
+import { ControlError } from '../../src/control/errors.js';
 import { TaskError } from '../../src/tasks/errors.js';
+import { HistogramRecorder, MetricSet } from '../../src/util/metrics.js';
 
 describe('API start-up guard: which hosts need a token', () => {
   it('loopback hosts do not', () => {
@@ -89,7 +91,71 @@ describe('metric names', () => {
   });
 });
 
+describe('metric families', () => {
+  it('a histogram counts a value in the first bucket at or above it, cumulatively, by labels', () => {
+    const h = new HistogramRecorder([0.1, 1], ['kind']);
+    h.observe(0.1, { kind: 'a' });
+    h.observe(0.5, { kind: 'a' });
+    h.observe(7, { kind: 'a' });
+    h.observe(Number.NaN, { kind: 'a' });
+    h.observe(2, { kind: 'b', other: 'ignored' });
+    assert.deepEqual(h.samples(), [
+      { labels: { kind: 'a' }, counts: [1, 2], sum: 7.6, count: 3 },
+      { labels: { kind: 'b' }, counts: [0, 0], sum: 2, count: 1 },
+    ]);
+    assert.throws(() => new HistogramRecorder([1, 1]), /ascend/);
+  });
+
+  it('values by label become one family with a sample per label value; a name given twice keeps the first', () => {
+    const m = new MetricSet()
+      .counter('rejected_total', 'refused', { b: 2, a: 1 }, 'reason')
+      .gauge('rejected_total', 'again', 5)
+      .flat({ 'net.bytesIn': 3, done_total: 4 });
+    assert.deepEqual(m.toArray(), [
+      {
+        name: 'rejected_total',
+        type: 'counter',
+        help: 'refused',
+        labelNames: ['reason'],
+        samples: [
+          { labels: { reason: 'a' }, value: 1 },
+          { labels: { reason: 'b' }, value: 2 },
+        ],
+      },
+      {
+        name: 'net_bytes_in',
+        type: 'gauge',
+        help: 'agentmesh gauge net.bytesIn (unlabelled)',
+        labelNames: [],
+        samples: [{ labels: {}, value: 3 }],
+      },
+      {
+        name: 'done_total',
+        type: 'counter',
+        help: 'agentmesh counter done_total (unlabelled)',
+        labelNames: [],
+        samples: [{ labels: {}, value: 4 }],
+      },
+    ]);
+    assert.throws(() => new MetricSet().gauge('Bad-Name', 'x', 1), /snake_case/);
+  });
+});
+
 describe('error mapping', () => {
+  it('maps agent-control errors to 404, 503, 504 and 502 with their message', () => {
+    for (const [code, status] of [
+      ['AGENT_NOT_FOUND', 404],
+      ['AGENT_NODE_UNREACHABLE', 503],
+      ['AGENT_CONTROL_TIMEOUT', 504],
+      ['AGENT_CONTROL_FAILED', 502],
+    ] as const) {
+      const r = toErrorResponse(new ControlError(code, `why ${code}`, { details: { node: 'n1' } }));
+      assert.equal(r.status, status, code);
+      assert.equal(r.internal, false, 'the client needs to know which node and why');
+      assert.deepEqual(r.body, { error: { code, message: `why ${code}`, details: { node: 'n1' } } });
+    }
+  });
+
   it('maps typed errors by code and status', () => {
     const nf = toErrorResponse(new TaskError('NOT_FOUND', 'task x not found'));
     assert.equal(nf.status, 404);

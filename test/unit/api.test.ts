@@ -204,7 +204,7 @@ describe('HTTP API: node routes', T, () => {
 
   it('unknown routes and methods are 404 NOT_FOUND in the error shape', async () => {
     assertError(await call(base, 'GET', '/v1/nope'), 404, 'NOT_FOUND');
-    assertError(await call(base, 'GET', '/'), 404, 'NOT_FOUND');
+    assertError(await call(base, 'GET', '/nope'), 404, 'NOT_FOUND');
     assertError(await call(base, 'POST', '/v1/health', { json: {} }), 404, 'NOT_FOUND');
     assertError(await call(base, 'DELETE', '/v1/tasks/x'), 404, 'NOT_FOUND');
   });
@@ -1002,7 +1002,21 @@ describe('HTTP API: metrics', T, () => {
     // `_total` entries are Prometheus counters, holding the snapshot's absolute value.
     assert.match(m, /^# TYPE agentmesh_gossip_messages_received_total counter$/m);
     assert.match(m, /^agentmesh_gossip_messages_received_total 5$/m);
-    assert.match(m, new RegExp(`^agentmesh_replica_local_mutations ${backend.replica.stats.localMutations}$`, 'm'));
+    assert.match(
+      m,
+      new RegExp(`^agentmesh_replica_local_mutations_total ${backend.replica.stats.localMutations}$`, 'm'),
+    );
+    assert.match(m, /^# HELP agentmesh_replica_local_mutations_total Mutations made here$/m);
+    // A node histogram: cumulative buckets per label set, +Inf, sum and count.
+    assert.match(m, /^# TYPE agentmesh_test_latency_seconds histogram$/m);
+    assert.match(m, /^agentmesh_test_latency_seconds_bucket\{kind="a",le="0.1"\} 1$/m);
+    assert.match(m, /^agentmesh_test_latency_seconds_bucket\{kind="a",le="1"\} 2$/m);
+    assert.match(m, /^agentmesh_test_latency_seconds_bucket\{kind="b",le="1"\} 0$/m);
+    assert.match(m, /^agentmesh_test_latency_seconds_bucket\{kind="b",le="\+Inf"\} 1$/m);
+    assert.match(m, /^agentmesh_test_latency_seconds_sum\{kind="a"\} 0.55$/m);
+    assert.match(m, /^agentmesh_test_latency_seconds_count\{kind="b"\} 1$/m);
+    // The task's creation was timed to its durable acknowledgement.
+    assert.match(m, /^agentmesh_api_write_ack_seconds_count\{op="task_create"\} 1$/m);
     assert.match(m, /^agentmesh_api_http_requests_total\{method="POST",route="\/v1\/tasks",status="201"\} 1$/m);
     assert.match(m, /^agentmesh_api_http_requests_total\{method="GET",route="\/v1\/tasks\/:id",status="404"\} 1$/m);
     assert.match(m, /^process_cpu_user_seconds_total /m);

@@ -138,6 +138,8 @@ describe('PendingIndex', () => {
     const op = fc.oneof(
       { arbitrary: task.map((t) => ({ kind: 'add' as const, ...t })), weight: 4 },
       { arbitrary: fc.nat(40).map((n) => ({ kind: 'remove' as const, n })), weight: 1 },
+      // A dispatch in between: the index settles its buckets, later adds and removes come on top.
+      { arbitrary: fc.nat(40).map((n) => ({ kind: 'read' as const, n })), weight: 1 },
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 60 }), fc.subarray(universe), (ops, agentCaps) => {
@@ -149,6 +151,13 @@ describe('PendingIndex', () => {
           if (o.kind === 'add') {
             idx.add(id, o.capabilities, o.priority, o.createdAt);
             live.set(id, { id, capabilities: o.capabilities, priority: o.priority, createdAt: o.createdAt });
+          } else if (o.kind === 'read') {
+            const agent = new Set(agentCaps);
+            assert.deepEqual(
+              ids(idx.eligible(agent)),
+              expectedOrder([...live.values()], agent, agingMs, 20_000),
+              'mid-way',
+            );
           } else {
             idx.remove(id);
             live.delete(id);

@@ -4,6 +4,7 @@ import { ApiError, ApiErrorCode } from '../errors.js';
 import {
   type AgentResponse,
   agentActionParamsSchema,
+  agentHeartbeatSchema,
   agentInputSchema,
   agentListQuerySchema,
   agentParamsSchema,
@@ -12,7 +13,7 @@ import { parseInput, type RouteContext } from './context.js';
 
 /** The agent registry: list with filters, get, register or update (this node's agents), remove. */
 export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const { backend } = ctx;
+  const { backend, metrics } = ctx;
   const withReach = (a: AgentView): AgentResponse => ({ ...a, reachable: backend.isReachable(a.owner) });
 
   app.get('/v1/agents', async (request) => {
@@ -31,7 +32,15 @@ export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.put('/v1/agents/:id', async (request) => {
     const { id } = parseInput(agentParamsSchema, request.params, 'params');
     const input = parseInput(agentInputSchema, request.body, 'body');
-    return withReach(await backend.agents.upsert(id, input));
+    return withReach(await metrics.timeWrite('agent_put', () => backend.agents.upsert(id, input)));
+  });
+
+  // The owner's liveness report: writes only the small liveness register, never the profile, so
+  // a registry of many agents heartbeating costs a few dozen bytes per beat on every node.
+  app.post('/v1/agents/:id/heartbeat', async (request) => {
+    const { id } = parseInput(agentParamsSchema, request.params, 'params');
+    const input = parseInput(agentHeartbeatSchema, request.body, 'body');
+    return withReach(await backend.agents.heartbeat(id, input ?? {}));
   });
 
   // The agents this node runs (processes it supervises), with what only their host knows.
@@ -46,6 +55,6 @@ export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.delete('/v1/agents/:id', async (request) => {
     const { id } = parseInput(agentParamsSchema, request.params, 'params');
-    return withReach(await backend.agents.remove(id));
+    return withReach(await metrics.timeWrite('agent_delete', () => backend.agents.remove(id)));
   });
 }

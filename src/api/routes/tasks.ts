@@ -4,19 +4,20 @@ import {
   DEFAULT_TASK_LIMIT,
   taskCancelSchema,
   taskInputSchema,
+  taskRetrySchema,
   taskListQuerySchema,
   taskParamsSchema,
   taskPatchSchema,
 } from '../schemas.js';
 import { parseInput, type RouteContext } from './context.js';
 
-/** The task board: submit, list with filters, get, validated transitions, cancel. */
+/** The task board: submit, list with filters, get, validated transitions, cancel, retry. */
 export function taskRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const { backend } = ctx;
+  const { backend, metrics } = ctx;
 
   app.post('/v1/tasks', async (request, reply) => {
     const input = parseInput(taskInputSchema, request.body, 'body');
-    const task = await backend.tasks.create(input);
+    const task = await metrics.timeWrite('task_create', () => backend.tasks.create(input));
     return reply
       .code(201)
       .header('location', `/v1/tasks/${encodeURIComponent(task.id)}`)
@@ -40,12 +41,19 @@ export function taskRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.patch('/v1/tasks/:id', async (request) => {
     const { id } = parseInput(taskParamsSchema, request.params, 'params');
     const patch = parseInput(taskPatchSchema, request.body, 'body');
-    return backend.tasks.transition(id, patch);
+    return metrics.timeWrite('task_patch', () => backend.tasks.transition(id, patch));
   });
 
   app.post('/v1/tasks/:id/cancel', async (request) => {
     const { id } = parseInput(taskParamsSchema, request.params, 'params');
     parseInput(taskCancelSchema, request.body, 'body');
-    return backend.tasks.cancel(id);
+    return metrics.timeWrite('task_cancel', () => backend.tasks.cancel(id));
+  });
+
+  // A FAILED task back to PENDING as a new attempt; 409 INVALID_TRANSITION for any other status.
+  app.post('/v1/tasks/:id/retry', async (request) => {
+    const { id } = parseInput(taskParamsSchema, request.params, 'params');
+    parseInput(taskRetrySchema, request.body, 'body');
+    return backend.tasks.retry(id);
   });
 }
