@@ -53,6 +53,12 @@ export interface ClockSyncOptions {
   samples?: number;
   /** Called when this node's own skew verdict changes. */
   onSelfChange?: (skewed: boolean) => void;
+  /**
+   * How far this node's HLC runs ahead of its wall clock (ms). Normally near 0; after a clock
+   * that ran ahead was set right, the persisted HLC mark keeps new writes stamped in the future
+   * until the wall clock catches up, and peers refuse them just the same.
+   */
+  logicalLeadMs?: () => number;
 }
 
 const DEFAULT_INTERVAL_MS = 30_000;
@@ -78,6 +84,7 @@ export class ClockSync {
   private offDisconnect: (() => void) | undefined;
   private running = false;
   private selfSkewed = false;
+  private logicalAhead = false;
   readonly stats = { measurements: 0, failures: 0, served: 0, badRequests: 0, refusedWrites: 0 };
 
   constructor(private readonly options: ClockSyncOptions) {
@@ -157,15 +164,48 @@ export class ClockSync {
    * skewed in this sense.
    */
   get skewed(): boolean {
-    return this.selfSkewed;
+    return this.selfSkewed || this.logicalLead() > this.maxDriftMs;
+  }
+
+  /** Whether our own HLC stamps writes beyond the bound (see `logicalLeadMs`); logged on change. */
+  private logicalLead(): number {
+    const lead = this.options.logicalLeadMs?.() ?? 0;
+    const ahead = lead > this.maxDriftMs;
+    if (ahead !== this.logicalAhead) {
+      this.logicalAhead = ahead;
+      if (ahead) {
+        this.log.error(
+          { logicalLeadMs: lead, maxClockDriftMs: this.maxDriftMs },
+          "this node's logical clock runs ahead of its wall clock beyond the drift bound (its clock ran ahead before it was set right): peers refuse its writes, so it refuses local writes (503 CLOCK_SKEW) until the wall clock catches up",
+        );
+      } else {
+        this.log.warn({}, "this node's logical clock is within the drift bound again: local writes are accepted");
+      }
+    }
+    return lead;
   }
 
   /** Throws CLOCK_SKEW if this node must not acknowledge writes. Counts the refusal. */
   assertWritable(): void {
-    if (!this.selfSkewed) return;
+    const err = this.skewError();
+    if (err === undefined) return;
     this.stats.refusedWrites++;
+    throw err;
+  }
+
+  /** Why this node must not acknowledge writes now, if it must not. */
+  skewError(): ClockSkewError | undefined {
+    if (!this.skewed) return undefined;
+    if (!this.selfSkewed) {
+      const lead = Math.round(this.logicalLead());
+      return new ClockSkewError(
+        'CLOCK_SKEW',
+        `this node's logical clock runs ${lead} ms ahead of its wall clock (bound ${this.maxDriftMs} ms): peers would refuse the write`,
+        { details: { logicalLeadMs: lead, maxClockDriftMs: this.maxDriftMs } },
+      );
+    }
     const offset = this.selfOffsetMs();
-    throw new ClockSkewError(
+    return new ClockSkewError(
       'CLOCK_SKEW',
       `this node's clock runs ${offset ?? '?'} ms ahead of most of its peers (bound ${this.maxDriftMs} ms): they would refuse the write`,
       { details: { clockOffsetMs: offset, maxClockDriftMs: this.maxDriftMs } },

@@ -73,6 +73,13 @@ export interface HostEvents {
   [key: string]: unknown;
 }
 
+export interface HostStats {
+  /** Dials not made, dials refused and connections (either direction) refused by the gater: a partition at work. */
+  gaterRefused: number;
+  /** Peers connected (libp2p peer:connect events), since start. */
+  peerConnects: number;
+}
+
 export interface ConnectionInfo {
   peerId: string;
   remoteAddr: string;
@@ -105,6 +112,8 @@ export interface MeshHost {
   unhandle(protocol: string): Promise<void>;
   openSession(peer: string | Multiaddr, protocol: string, options?: OpenSessionOptions): Promise<Session>;
   streamStats(): Record<string, ProtocolStats>;
+  /** Counters: connections refused by the gater (dials and inbound), peer connections opened. */
+  stats(): HostStats;
   /** Re-apply the gater: close connections to now-denied peers, redial now-allowed known peers at once. */
   refreshGater(): Promise<void>;
   on<K extends keyof HostEvents>(event: K, listener: (payload: HostEvents[K]) => void): () => void;
@@ -163,7 +172,15 @@ export async function createHost(options: HostOptions = {}): Promise<MeshHost> {
       return false;
     }
   };
-  const denyPeer = (peerId: PeerId): boolean => denied(peerId.toString());
+  // Every refusal is counted, whoever asks: libp2p's gater hooks, and the peer maintainer, which
+  // does not even dial a denied peer.
+  const stats: HostStats = { gaterRefused: 0, peerConnects: 0 };
+  const deniedCounted = (peerId: string): boolean => {
+    const refuse = denied(peerId);
+    if (refuse) stats.gaterRefused++;
+    return refuse;
+  };
+  const denyPeer = (peerId: PeerId): boolean => deniedCounted(peerId.toString());
 
   const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = [];
   const withPeerIds = bootstrapAddrs.filter((a) => peerIdOfAddr(a) !== undefined);
@@ -177,7 +194,13 @@ export async function createHost(options: HostOptions = {}): Promise<MeshHost> {
   try {
     libp2p = await createLibp2p<Services>({
       ...(privateKey === undefined ? {} : { privateKey }),
-      addresses: { listen, ...(options.announce === undefined ? {} : { announce: options.announce }) },
+      addresses: {
+        listen,
+        ...(options.announce === undefined ? {} : { announce: options.announce }),
+        // What identify, node records and the start-up lines show: addresses other machines can
+        // dial. Loopback only when the node listens on nothing else (a single-machine mesh).
+        announceFilter: shareableAddrs,
+      },
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
@@ -215,7 +238,7 @@ export async function createHost(options: HostOptions = {}): Promise<MeshHost> {
     const code = /Listen/.test(name) ? 'LISTEN_FAILED' : 'INVALID_ADDRESS';
     throw new NetError(code, `could not start libp2p: ${message}`, { cause: err });
   }
-  return new Host(libp2p, log, denied, bootstrapAddrs, options, dialTimeoutMs).init();
+  return new Host(libp2p, log, deniedCounted, bootstrapAddrs, options, dialTimeoutMs, stats).init();
 }
 
 class Host implements MeshHost {
@@ -232,7 +255,10 @@ class Host implements MeshHost {
   #running = true;
   #stopping: Promise<void> | undefined;
 
-  readonly #onConnect = (evt: CustomEvent<PeerId>): void => this.#events.emit('peer:connect', evt.detail.toString());
+  readonly #onConnect = (evt: CustomEvent<PeerId>): void => {
+    this.counters.peerConnects++;
+    this.#events.emit('peer:connect', evt.detail.toString());
+  };
   readonly #onDisconnect = (evt: CustomEvent<PeerId>): void =>
     this.#events.emit('peer:disconnect', evt.detail.toString());
   readonly #onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
@@ -249,6 +275,7 @@ class Host implements MeshHost {
     bootstrapAddrs: Multiaddr[],
     options: HostOptions,
     dialTimeoutMs: number,
+    private readonly counters: HostStats = { gaterRefused: 0, peerConnects: 0 },
   ) {
     this.libp2p = libp2p;
     this.peerId = libp2p.peerId.toString();
@@ -365,6 +392,10 @@ class Host implements MeshHost {
     return this.#sessions.allStats();
   }
 
+  stats(): HostStats {
+    return { ...this.counters };
+  }
+
   async refreshGater(): Promise<void> {
     const closing: Array<Promise<void>> = [];
     for (const conn of this.libp2p.getConnections()) {
@@ -412,6 +443,22 @@ class Host implements MeshHost {
   #assertRunning(): void {
     if (!this.#running) throw new NetError('HOST_STOPPED', 'host is stopped');
   }
+}
+
+/** Whether a multiaddr's host is a loopback address (127.0.0.0/8, ::1). */
+export function isLoopbackAddr(ma: Multiaddr): boolean {
+  const host = ma.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6');
+  if (host === undefined) return false;
+  return host.name === 'ip4' ? (host.value ?? '').startsWith('127.') : host.value === '::1';
+}
+
+/**
+ * The addresses worth giving to other machines: the non-loopback ones, if there are any, else all
+ * of them (a node that listens only on loopback is a single-machine mesh, and loopback is right).
+ */
+export function shareableAddrs(addrs: Multiaddr[]): Multiaddr[] {
+  const remote = addrs.filter((a) => !isLoopbackAddr(a));
+  return remote.length > 0 ? remote : addrs;
 }
 
 function stripP2p(ma: Multiaddr): Multiaddr {

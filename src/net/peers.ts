@@ -298,11 +298,25 @@ export class PeerMaintainer {
       .dial(entry.id, { signal: this.#dialSignal() })
       .then(
         () => {
+          if (entry.attempts > 0 && entry.source === 'bootstrap') {
+            this.#log.info({ peer: entry.key, failedAttempts: entry.attempts }, 'reached join target');
+          }
           entry.attempts = 0;
           entry.lastConnectedAt = Date.now();
         },
         (err: unknown) => {
           entry.attempts++;
+          // One line per streak of failures, at its start: an operator must know that a join
+          // target or a peer cannot be reached, and why; the retries stay at debug.
+          const cause = explainDialError(err);
+          if (entry.attempts === 1 && (entry.source === 'bootstrap' || cause.pskMismatch)) {
+            this.#log.info(
+              { peer: entry.key, reason: cause.reason, err: errMsg(err) },
+              entry.source === 'bootstrap'
+                ? `cannot reach join target: ${cause.reason}; retrying with backoff`
+                : `cannot connect to peer: ${cause.reason}`,
+            );
+          }
           entry.nextAt = Date.now() + this.#backoff(entry.attempts);
           if (
             (entry.source === 'connected' || entry.source === 'discovered') &&
@@ -331,6 +345,9 @@ export class PeerMaintainer {
       .dial(p.addr, { signal: this.#dialSignal() })
       .then(
         (conn) => {
+          if (p.attempts > 0) {
+            this.#log.info({ addr: p.addr.toString(), failedAttempts: p.attempts }, 'reached join target');
+          }
           // The address now has a face: keep that peer as a bootstrap peer and stop dialling the address.
           const i = this.#pending.indexOf(p);
           if (i >= 0) this.#pending.splice(i, 1);
@@ -341,6 +358,13 @@ export class PeerMaintainer {
         (err: unknown) => {
           p.attempts++;
           p.nextAt = Date.now() + this.#backoff(p.attempts);
+          if (p.attempts === 1) {
+            const cause = explainDialError(err);
+            this.#log.info(
+              { addr: p.addr.toString(), reason: cause.reason, err: errMsg(err) },
+              `cannot reach join target: ${cause.reason}; retrying with backoff`,
+            );
+          }
           this.#log.debug({ addr: p.addr.toString(), attempts: p.attempts, err: errMsg(err) }, 'bootstrap dial failed');
         },
       )
@@ -355,6 +379,46 @@ export class PeerMaintainer {
 export function peerIdOfAddr(addr: Multiaddr): PeerId | undefined {
   const value = addr.getComponents().findLast((c) => c.name === 'p2p')?.value;
   return value === undefined ? undefined : peerIdFromString(value);
+}
+
+/**
+ * Why a dial failed, in words an operator can act on. A pre-shared-key mismatch has no error of
+ * its own: the private-network protector makes the other side read noise garbage, so the noise
+ * handshake fails (EncryptionFailedError, often after a timeout).
+ */
+export function explainDialError(err: unknown): { reason: string; pskMismatch: boolean } {
+  const text = errMsg(err);
+  const nested = err instanceof AggregateError ? err.errors.map(errMsg).join('; ') : '';
+  const all = `${text}; ${nested}`;
+  if (/EncryptionFailed|decrypt|handshake|Invalid MAC|noise/i.test(all)) {
+    return {
+      reason:
+        'the encryption handshake failed: most likely a pre-shared key mismatch (--psk differs, or one side has none)',
+      pskMismatch: true,
+    };
+  }
+  if (/ECONNREFUSED|connection refused/i.test(all)) {
+    return {
+      reason: 'connection refused: no node listens there (is it running? is the port right?)',
+      pskMismatch: false,
+    };
+  }
+  if (/UnexpectedPeer|unexpected peer|peer id/i.test(all)) {
+    return {
+      reason: 'a different node answers at that address (use the address, with /p2p/<id>, that the node prints now)',
+      pskMismatch: false,
+    };
+  }
+  if (/EHOSTUNREACH|ENETUNREACH|no route/i.test(all)) {
+    return { reason: 'no route to the host (network down or wrong address)', pskMismatch: false };
+  }
+  if (/timeout|timed out|aborted/i.test(all)) {
+    return { reason: 'no answer in time (host down, firewall, or wrong address)', pskMismatch: false };
+  }
+  if (/NoValidAddresses|no valid addresses/i.test(all)) {
+    return { reason: 'no address to dial is known for it', pskMismatch: false };
+  }
+  return { reason: text, pskMismatch: false };
 }
 
 function errMsg(err: unknown): string {

@@ -3,7 +3,7 @@ import { AGENT_HOST_SERVICE, type AgentHost, agentHost } from '../agents/index.j
 import { agentControl } from '../control/index.js';
 import { scheduler as taskScheduler } from '../scheduler/index.js';
 import { HybridClock, type AnyRecordSchema, type RecordState, wallOf } from '../crdt/index.js';
-import { ClockSkewError, ClockSync, MembershipView } from '../membership/index.js';
+import { ClockSkewError, ClockSync, MembershipView, type PeerState } from '../membership/index.js';
 import { createHost, generateIdentity, type MeshHost, peerIdOf } from '../net/index.js';
 import { AgentRegistry, agentView } from '../registry/agents.js';
 import { RegistryError, RegistryErrorCode } from '../registry/errors.js';
@@ -26,6 +26,10 @@ import type { HealthReport, MeshEvent, NodeInfo, NodeStatus, PeerView } from './
 export { VERSION };
 
 const META_IDENTITY = 'identity';
+/** Peers back from dead within this window count as one partition heal (one log line). */
+const HEAL_WINDOW_MS = 5_000;
+/** A heal's line is written at the latest this long after the first peer came back. */
+const HEAL_MAX_MS = 60_000;
 
 /** Reads the node's identity key from the data directory, creating one on first start. */
 async function loadOrCreateIdentity(dataDir: string): Promise<Uint8Array> {
@@ -70,6 +74,22 @@ export class MeshNode implements NodeInfo {
   private _agents: AgentRegistry | undefined;
   private _tasks: TaskBoard | undefined;
   private _apiUrl = '';
+  /** Remote agent and task record changes applied: how much a heal brought in. */
+  private remoteChanges = 0;
+  /** The start-up (full) node record has not been written yet. */
+  private fullRecordPending = false;
+  private readonly deadSince = new Map<string, number>();
+  /** Peers back from dead whose heartbeats have not resumed yet (their 'alive' is not news). */
+  private readonly returning = new Set<string>();
+  private heal:
+    | {
+        peers: Set<string>;
+        separatedMs: number;
+        remoteChangesAtStart: number;
+        lastSeen: number;
+        timer: NodeJS.Timeout | undefined;
+      }
+    | undefined;
   private _digest: StateDigest | undefined;
   private _census: Census | undefined;
   /** Remote delta's write time (its newest HLC wall time) -> applied here, by record kind. */
@@ -236,6 +256,7 @@ export class MeshNode implements NodeInfo {
         meshName: o.meshName ?? 'default',
         log: logger('mesh:clock'),
         maxDriftMs: replica.clock.maxDriftMs,
+        logicalLeadMs: () => wallOf(replica.clock.current) - Date.now(),
         ...(o.clockSyncIntervalMs !== undefined ? { intervalMs: o.clockSyncIntervalMs } : {}),
       }),
     );
@@ -265,6 +286,14 @@ export class MeshNode implements NodeInfo {
       }),
     );
     await this.use('sync-scheduler', scheduler);
+    const offState = membership.events.on('state', (t) => this.onPeerState(t.peerId, t.from, t.to));
+    this.stack.push({
+      name: 'membership-log',
+      stop: () => {
+        offState();
+        clearTimeout(this.heal?.timer);
+      },
+    });
     const offConnect = host.on('peer:connect', (p) => membership.connected(p, true));
     const offDisconnect = host.on('peer:disconnect', (p) => membership.connected(p, false));
     this.stack.push({
@@ -321,9 +350,13 @@ export class MeshNode implements NodeInfo {
       await this.use(service.name, service);
     }
 
-    await this.writeNodeRecord(true);
+    // A node that cannot write yet (its clock ran ahead before a restart) still starts: it says
+    // why, refuses writes, and writes its full record with the first heartbeat that goes through.
+    await this.writeNodeRecord(true).catch((err: unknown) => {
+      if (!(err instanceof ClockSkewError)) throw err;
+    });
     const beat = setInterval(() => {
-      this.writeNodeRecord(false).catch((err: unknown) => {
+      this.writeNodeRecord(this.fullRecordPending).catch((err: unknown) => {
         // A failing store or a skewed clock is reported once when it starts (and in /v1/health),
         // not every second here.
         const reported =
@@ -382,6 +415,7 @@ export class MeshNode implements NodeInfo {
   }
 
   private async writeNodeRecord(full: boolean): Promise<void> {
+    this.fullRecordPending ||= full;
     const r = this.replica;
     const addresses = this.host.multiaddrs();
     const key = `node/${r.nodeId}`;
@@ -404,6 +438,87 @@ export class MeshNode implements NodeInfo {
           : {}),
       });
     });
+    if (full) this.fullRecordPending = false;
+  }
+
+  /** Peer names for log lines (from node records; a peer whose record we refuse has none). */
+  private peerName(id: string): string | undefined {
+    const rec = this._replica?.get(`node/${id}`);
+    return rec === undefined ? undefined : nodeSchema.value(rec).name;
+  }
+
+  /**
+   * One info line per peer state change an operator cares about: joined, suspect, dead, back.
+   * Several peers coming back from dead within HEAL_WINDOW_MS are one partition heal: one more line
+   * when the window closes, with how many records the mesh brought in meanwhile.
+   */
+  private onPeerState(peer: string, from: PeerState, to: PeerState): void {
+    const fields = { peer, name: this.peerName(peer) };
+    if (from === 'dead' && (to === 'alive' || to === 'suspect')) {
+      // Back: a connection (suspect until heartbeats flow again) or a fresh heartbeat.
+      const since = this.deadSince.get(peer);
+      this.deadSince.delete(peer);
+      if (to === 'suspect') this.returning.add(peer);
+      this.log.info(
+        { ...fields, downMs: since === undefined ? null : Date.now() - since },
+        'peer back after being dead',
+      );
+      this.noteHeal(peer, since);
+    } else if (to === 'alive' && from === 'unknown') this.log.info(fields, 'peer joined');
+    else if (to === 'alive' && from === 'suspect') {
+      if (this.returning.delete(peer)) this.log.debug(fields, 'returning peer is alive');
+      else this.log.info(fields, 'peer is alive again');
+    } else if (to === 'suspect') this.log.info(fields, 'peer suspect: its heartbeats are late');
+    else if (to === 'dead') {
+      this.returning.delete(peer);
+      this.log.info(fields, 'peer dead: unreachable; its agents are listed as unreachable');
+      this.deadSince.set(peer, Date.now());
+    } else if (to === 'unknown') {
+      this.returning.delete(peer);
+      this.deadSince.delete(peer);
+      this.log.debug(fields, 'peer forgotten');
+    }
+  }
+
+  /**
+   * Peers back from dead join the current heal; the heal's line is written once the mesh has
+   * gone quiet (no remote change for HEAL_WINDOW_MS, at most HEAL_MAX_MS after the first return),
+   * so that it reports the whole catch-up, not the first seconds of it.
+   */
+  private noteHeal(peer: string, deadSince: number | undefined): void {
+    if (this.heal === undefined) {
+      const startedAt = Date.now();
+      const heal = {
+        peers: new Set<string>(),
+        separatedMs: 0,
+        remoteChangesAtStart: this.remoteChanges,
+        lastSeen: this.remoteChanges,
+        timer: undefined as NodeJS.Timeout | undefined,
+      };
+      const check = (): void => {
+        if (this.remoteChanges !== heal.lastSeen && Date.now() - startedAt < HEAL_MAX_MS) {
+          heal.lastSeen = this.remoteChanges;
+          heal.timer = setTimeout(check, HEAL_WINDOW_MS);
+          heal.timer.unref();
+          return;
+        }
+        this.heal = undefined;
+        const records = this.remoteChanges - heal.remoteChangesAtStart;
+        if (heal.peers.size > 1 || records > 0) {
+          this.log.info(
+            { peers: [...heal.peers], separatedMs: heal.separatedMs, recordsReceived: records },
+            heal.peers.size > 1
+              ? `partition healed: ${heal.peers.size} peers back; ${records} record changes came in since`
+              : `caught up with a peer back from a separation: ${records} record changes came in`,
+          );
+        }
+      };
+      heal.timer = setTimeout(check, HEAL_WINDOW_MS);
+      heal.timer.unref();
+      this.heal = heal;
+    }
+    this.heal.peers.add(peer);
+    if (deadSince !== undefined) this.heal.separatedMs = Math.max(this.heal.separatedMs, Date.now() - deadSince);
   }
 
   /**
@@ -432,6 +547,8 @@ export class MeshNode implements NodeInfo {
     origin: string | null,
     local: boolean,
   ): void {
+    // Agent and task changes only: node records change with every heartbeat.
+    if (!local && !key.startsWith('node/')) this.remoteChanges++;
     const slash = key.indexOf('/');
     const kind = key.slice(0, slash);
     const id = key.slice(slash + 1);
@@ -476,13 +593,8 @@ export class MeshNode implements NodeInfo {
         ...(store.since !== undefined ? { since: store.since } : {}),
       });
     }
-    if (this._clockSync?.skewed) {
-      const offset = this._clockSync.selfOffsetMs();
-      problems.push({
-        code: 'CLOCK_SKEW',
-        message: `this node's clock runs ${offset ?? '?'} ms ahead of most of its peers (bound ${this._clockSync.maxDriftMs} ms); writes are refused`,
-      });
-    }
+    const skew = this._clockSync?.skewError();
+    if (skew !== undefined) problems.push({ code: 'CLOCK_SKEW', message: `${skew.message}; writes are refused` });
     return { ok: problems.length === 0, problems };
   }
 
@@ -647,6 +759,12 @@ export class MeshNode implements NodeInfo {
     m.counter('sync_served_total', 'Anti-entropy sessions this node served', s.served);
     m.counter('sync_failures_total', 'Anti-entropy sessions that failed', s.failures);
     m.counter(
+      'sync_failed_sessions_total',
+      'Anti-entropy sessions that failed, by the error code (CHECKSUM_MISMATCH, FRAME_TOO_LARGE, ...)',
+      s.failuresByCode,
+      'code',
+    );
+    m.counter(
       'sync_peers_unsupported_total',
       'Sync sessions a peer refused at negotiation (another mesh or version)',
       s.unsupported,
@@ -697,6 +815,7 @@ export class MeshNode implements NodeInfo {
     m.counter('store_batches_total', 'LevelDB write batches (group commits)', st.batches);
     m.counter('store_ops_total', 'LevelDB operations written', st.ops);
     m.counter('store_failed_batches_total', 'LevelDB write batches that failed', st.failedBatches);
+    m.counter('store_reopens_total', 'Database reopened to retry after a failed write batch', st.reopens);
     m.gauge('store_writable', 'Whether writes reach disk (1) or fail (0)', this.durable.health().ok ? 1 : 0);
     m.counter(
       'store_writes_refused_overloaded_total',
@@ -711,6 +830,13 @@ export class MeshNode implements NodeInfo {
       { too_large: ps.rejectedTooLarge, validator: ps.rejectedByValidator },
       'reason',
     );
+    const hs = this.host.stats();
+    m.counter(
+      'net_gater_refused_total',
+      'Dials not made, dials refused and connections refused by the peer gate (a partition at work)',
+      hs.gaterRefused,
+    );
+    m.counter('net_peer_connects_total', 'Peers connected since start', hs.peerConnects);
     const cs = this.clockSync.stats;
     m.counter('clock_measurements_total', 'Clock offset measurements of peers', cs.measurements);
     m.counter('clock_measurement_failures_total', 'Clock offset measurements that failed', cs.failures);

@@ -429,7 +429,13 @@ export class Scheduler {
     } catch (err) {
       this.claiming.delete(t.id);
       this.settling.delete(t.id);
-      if (!isTaskError(err)) this.deps.log.warn({ err, task: t.id }, 'claim failed');
+      // A node that cannot write (skewed clock, failing store) said so once already; the task
+      // stays PENDING for a node that can.
+      if (isTaskError(err)) return;
+      const code = (err as { code?: unknown }).code;
+      if (code === 'CLOCK_SKEW' || code === 'STORE_FULL' || code === 'STORE_IO') {
+        this.deps.log.debug({ code, task: t.id }, 'claim refused: this node cannot write');
+      } else this.deps.log.warn({ err, task: t.id }, 'claim failed');
       return;
     }
   }

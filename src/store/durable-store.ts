@@ -91,6 +91,8 @@ export interface StoreStats {
   validationFailures: number;
   /** Batches LevelDB failed to write (each of their writes was rejected). */
   failedBatches: number;
+  /** Times the database was reopened to retry after a failed batch. */
+  reopens: number;
   /** Writes waiting for a batch right now. */
   pendingWrites: number;
   /** Snapshots exported by this instance. */
@@ -229,6 +231,7 @@ export class DurableStore {
     lastBatchMs: 0,
     validationFailures: 0,
     failedBatches: 0,
+    reopens: 0,
     snapshotsExported: 0,
   };
 
@@ -441,6 +444,23 @@ export class DurableStore {
         const ops: BatchOp[] = group.length === 1 ? (group[0] as PendingWrite).ops : [];
         if (group.length > 1) for (const w of group) for (const op of w.ops) ops.push(op);
         const started = performance.now();
+        if (this.#failingCode === 'STORE_FULL' || this.#failingCode === 'STORE_IO') {
+          // LevelDB makes a failed log sync sticky (every later write fails until the database is
+          // reopened), and a failed log append can leave a partial record at the log's end. Reopen
+          // (replay the old log, start a new one) so that this batch is a real retry.
+          try {
+            await this.#db.close();
+            await this.#db.open();
+            this.#stats.reopens += 1;
+            log.info({ dir: this.dir }, 'database reopened after a failed write');
+          } catch (err) {
+            const mapped = mapOpError(err, 'reopen after a failed write');
+            this.#stats.failedBatches += 1;
+            log.debug({ code: mapped.code, writes: group.length }, 'reopen failed');
+            for (const w of group) w.reject(mapped);
+            continue;
+          }
+        }
         try {
           const fault = this.#writeFault?.();
           if (fault !== undefined) throw fault;

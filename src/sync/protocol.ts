@@ -65,6 +65,8 @@ export interface SyncStats {
   initiated: number;
   served: number;
   failures: number;
+  /** Failed sessions (either side) by the error's code: CHECKSUM_MISMATCH, FRAME_TOO_LARGE, ... */
+  failuresByCode: Record<string, number>;
   /** Sessions the peer refused at negotiation: it does not speak this mesh (name or version). */
   unsupported: number;
   rejectedRecords: Record<string, number>;
@@ -190,6 +192,7 @@ export class SyncProtocol {
     initiated: 0,
     served: 0,
     failures: 0,
+    failuresByCode: {},
     unsupported: 0,
     rejectedRecords: {},
     sessions: { none: 0, gaps: 0, merkle: 0, bloom: 0 },
@@ -241,6 +244,7 @@ export class SyncProtocol {
       session = await this.host.openSession(peer, this.protocol, options.signal ? { signal: options.signal } : {});
     } catch (err) {
       this.stats.failures++;
+      this.countFailure(err);
       if (isNetError(err) && err.code === 'UNSUPPORTED_PROTOCOL') this.stats.unsupported++;
       throw err;
     }
@@ -298,6 +302,7 @@ export class SyncProtocol {
       return report;
     } catch (err) {
       this.stats.failures++;
+      this.countFailure(err);
       session.abort(err instanceof Error ? err : new Error(String(err)));
       throw err;
     } finally {
@@ -494,6 +499,7 @@ export class SyncProtocol {
     } catch (err) {
       meter.close();
       this.stats.failures++;
+      this.countFailure(err);
       this.log.warn(
         { peer, err: (err as Error).message, code: (err as { code?: string }).code },
         'sync session failed',
@@ -503,6 +509,12 @@ export class SyncProtocol {
   }
 
   // --- shared helpers -------------------------------------------------------------------------
+
+  private countFailure(err: unknown): void {
+    const raw = (err as { code?: unknown } | null)?.code;
+    const code = typeof raw === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(raw) ? raw : 'OTHER';
+    this.stats.failuresByCode[code] = (this.stats.failuresByCode[code] ?? 0) + 1;
+  }
 
   private parse(frame: Uint8Array): SyncMessage {
     return parseMessage(decode(frame));

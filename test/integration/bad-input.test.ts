@@ -127,26 +127,36 @@ describe('bad input', { timeout: 120_000 }, () => {
   });
 
   it('sync stream: malformed, oversized, bit-flipped frames and forged or future records are refused and counted', async () => {
-    const failures = await metric(node, 'sync_failures_total');
+    // Each bad session fails on the node with the code of its fault, counted by code: the counts
+    // prove each frame was refused for its own reason, not merely that three sessions failed.
+    const codes = ['DESERIALIZATION_FAILED', 'FRAME_TOO_LARGE', 'CHECKSUM_MISMATCH'];
+    const failed = (code: string): string => `sync_failed_sessions_total{code="${code}"}`;
+    const before = Object.fromEntries(
+      await Promise.all(codes.map(async (c) => [c, await metric(node, failed(c))] as const)),
+    );
+    const failedWith = async (code: string): Promise<void> =>
+      waitFor(
+        async () => (await metric(node, failed(code))) === (before[code] as number) + 1,
+        10_000,
+        `a session failed with ${code}`,
+      );
     const hello = encode({ t: 'hello', v: 1, dots: [], root: new Uint8Array(16), count: 0, depth: 4 });
     const session = async () => peer.openSession(node.id, SYNC_PROTOCOL, { maxFrameSize: 16 * 1024 * 1024 });
 
     const s1 = await session();
     await s1.send(new TextEncoder().encode('garbage'));
     await s1.receive().catch(() => undefined);
+    await failedWith('DESERIALIZATION_FAILED');
     const s2 = await session();
     await s2.send(new Uint8Array(5 * 1024 * 1024)).catch(() => undefined);
     await s2.receive().catch(() => undefined);
+    await failedWith('FRAME_TOO_LARGE');
     const s3 = await session();
     const bad = hello.slice();
     bad[12] = (bad[12] as number) ^ 0x01;
     await s3.send(bad);
     await s3.receive().catch(() => undefined);
-    await waitFor(
-      async () => (await metric(node, 'sync_failures_total')) - failures >= 3,
-      10_000,
-      'three failed sessions',
-    );
+    await failedWith('CHECKSUM_MISMATCH');
 
     // A well-formed conversation carrying a forged record and a future-dated one.
     const s4 = await session();

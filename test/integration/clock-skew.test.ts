@@ -118,4 +118,28 @@ describe('clock skew', { timeout: 90_000 }, () => {
     );
     assert.equal((await n0.call('GET', '/v1/tasks/skewed-1')).status, 404);
   });
+
+  it('set right and restarted, the node still refuses writes while its persisted logical clock is ahead', async () => {
+    await skewed.stop();
+    const fixed = await new MeshProcess({ name: 'fixed', dataDir: skewed.dataDir, join: [n0.addr] }).start();
+    nodes.push(fixed);
+    // Its wall clock agrees with the peers now, but its HLC resumes after the mark it persisted
+    // while 120 s ahead: peers would refuse what it stamps, for up to two minutes.
+    const refused = await fixed.call<{ error: { code: string; message: string } }>('POST', '/v1/tasks', {
+      id: 'fixed-1',
+      type: 'x',
+    });
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'CLOCK_SKEW');
+    assert.match(refused.body.error.message, /logical clock/);
+    const health = await fixed.call<{ problems: Array<{ code: string }> }>('GET', '/v1/health');
+    assert.equal(health.status, 503);
+    assert.equal(health.body.problems[0]?.code, 'CLOCK_SKEW');
+    await fixed.waitForLog((e) => /logical clock runs ahead/.test(String(e.msg)), 5_000, 'the logical-clock line');
+    await waitFor(
+      async () => near((await fixed.get<Status>('/v1/status')).clockOffsetMs, 0),
+      20_000,
+      'the fixed node to measure its peers as in agreement',
+    );
+  });
 });

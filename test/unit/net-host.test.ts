@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { multiaddr } from '@multiformats/multiaddr';
-import { createHost, type HostOptions, type MeshHost } from '../../src/net/host.js';
+import { createHost, type HostOptions, type MeshHost, shareableAddrs } from '../../src/net/host.js';
+import { explainDialError } from '../../src/net/peers.js';
 import { isNetError, NetError } from '../../src/net/errors.js';
 import { generateIdentity, generatePsk, loadIdentity, peerIdOf, validatePsk } from '../../src/net/keys.js';
 import type { PubsubMessage } from '../../src/net/pubsub.js';
@@ -254,5 +255,44 @@ describe('net host', () => {
       assert.equal(b.running, false);
       await assert.rejects(b.dial(a.multiaddrs()[0] ?? ''), (e) => isNetError(e, 'HOST_STOPPED'));
     });
+  });
+});
+
+describe('what the host tells others and the operator', () => {
+  test('addresses given to other machines: non-loopback first and only, loopback only for a single-machine mesh', () => {
+    const loop = multiaddr('/ip4/127.0.0.1/tcp/7071');
+    const loop6 = multiaddr('/ip6/::1/tcp/7071');
+    const lan = multiaddr('/ip4/192.168.1.10/tcp/7071');
+    const lan6 = multiaddr('/ip6/fd00::1/tcp/7071');
+    assert.deepEqual(shareableAddrs([loop, lan, loop6, lan6]).map(String), [lan, lan6].map(String));
+    assert.deepEqual(shareableAddrs([loop, loop6]).map(String), [loop, loop6].map(String));
+    assert.deepEqual(shareableAddrs([]), []);
+  });
+
+  test('dial failures are explained in words an operator can act on', () => {
+    const cases: Array<[unknown, RegExp, boolean]> = [
+      [
+        Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4001'), { code: 'ECONNREFUSED' }),
+        /connection refused/,
+        false,
+      ],
+      [
+        Object.assign(new Error('The operation was aborted due to timeout'), { name: 'EncryptionFailedError' }),
+        /pre-shared key mismatch/,
+        true,
+      ],
+      [
+        new AggregateError([new Error('EncryptionFailedError: timeout')], 'All multiaddr dials failed'),
+        /pre-shared key/,
+        true,
+      ],
+      [Object.assign(new Error('timed out'), { name: 'TimeoutError' }), /no answer in time/, false],
+      [Object.assign(new Error('Expected peer X, got Y'), { name: 'UnexpectedPeerError' }), /different node/, false],
+    ];
+    for (const [err, reason, psk] of cases) {
+      const got = explainDialError(err);
+      assert.match(got.reason, reason, String(err));
+      assert.equal(got.pskMismatch, psk, String(err));
+    }
   });
 });

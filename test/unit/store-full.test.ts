@@ -4,10 +4,14 @@
  * API), `/v1/health` answers 503 with the reason, and once the store can write again the next
  * write (or the replica's own retry, with no new write) succeeds. Every acknowledged write is on
  * disk after recovery and after a restart. The fault is injected through the store's
- * `writeFault` hook, raised the way LevelDB reports it.
+ * `writeFault` hook, raised the way LevelDB reports it, and made real (no root needed) with a
+ * file-size limit (`ulimit -f`), under which LevelDB's own log write fails: without the store's
+ * reopen, that node would never write again.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,6 +124,8 @@ describe('DurableReplica on a failing disk', () => {
         await hit(durable, 'note/1');
         acked++;
         assert.equal(hitsOf(a, 'note/1'), acked + 1, 'the unacknowledged write is in memory');
+        // LevelDB keeps a failed sync sticky until reopened: the store reopened before retrying.
+        assert.ok(durable.store.stats.reopens >= 1, `reopened: ${durable.store.stats.reopens}`);
       } finally {
         await durable.close();
       }
@@ -195,6 +201,35 @@ describe('HTTP API on a failing disk', () => {
       assert.ok(again.get('task/ok-2'), 'acknowledged after recovery');
     } finally {
       await reopened.durable.close();
+    }
+  });
+});
+
+describe('real LevelDB under a file-size limit', () => {
+  test('a failed log write is retried after a reopen, and every acknowledged write survives', async () => {
+    const dir = await tempDir();
+    const child = fileURLToPath(new URL('../fixtures/store-fsize-child.ts', import.meta.url));
+    // 1 MiB per file: LevelDB's log (4 MiB memtable) hits it long before anything else does.
+    const out = execFileSync(
+      'bash',
+      ['-c', 'ulimit -f 1024 && exec "$0" --import tsx "$1" "$2"', process.execPath, child, dir],
+      { encoding: 'utf8', timeout: 40_000 },
+    );
+    const r = JSON.parse(out.trim().split('\n').at(-1) as string) as {
+      acked: string[];
+      failedCode?: string;
+      recovered: boolean;
+      reopens: number;
+    };
+    assert.equal(r.failedCode, 'STORE_IO', `a write failed under the limit: ${out}`);
+    assert.equal(r.recovered, true, `writes were acknowledged again after the failure: ${out}`);
+    assert.ok(r.reopens >= 1);
+    const { DurableStore } = await import('../../src/store/index.js');
+    const store = await DurableStore.open(dir);
+    try {
+      for (const key of r.acked) assert.ok(await store.get(key), `acknowledged ${key} is on disk`);
+    } finally {
+      await store.close();
     }
   });
 });
