@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   group,
+  histogramBuckets,
+  histogramQuantile,
   localWrites,
   parsePrometheus,
   rates,
@@ -67,7 +69,10 @@ describe('dashboard: Prometheus text', () => {
     'agentmesh_sync_merkle_bytes_sent_total 100',
     'agentmesh_sync_merkle_bytes_received_total 50',
     'agentmesh_sync_bytes_total{phase="bloom",direction="sent"} 7 1700000000000',
-    'agentmesh_push_bytes_sent_total 30',
+    'agentmesh_push_sent_bytes_total 20',
+    'agentmesh_sync_sent_bytes_total{phase="gaps"} 9',
+    'agentmesh_sync_received_bytes_total{phase="gaps"} 1',
+    'agentmesh_push_bytes_sent_total 10',
     'agentmesh_push_bytes_received_total 12',
     'agentmesh_gossip_bytes_published_total 5',
     'agentmesh_replica_local_mutations_total 10',
@@ -99,10 +104,43 @@ describe('dashboard: Prometheus text', () => {
       bloom: 7,
       push: 42,
       gossip: 5,
+      gaps: 10,
     });
     assert.deepEqual(Object.fromEntries(group(samples, localWrites)), { writes: 10 });
     assert.deepEqual(Object.fromEntries(group(samples, remoteApplies)), { deltas: 5, records: 2 });
     assert.deepEqual(Object.fromEntries(group(parsePrometheus(''), syncSessions)), {}, 'absent series: nothing');
+  });
+
+  it('reads a histogram summed over its labels, and its quantiles between two readings', () => {
+    const reading = (task: number[], agent: number[]) =>
+      histogramBuckets(
+        parsePrometheus(
+          ['0.01', '0.1', '1', '+Inf']
+            .flatMap((le, i) => [
+              `agentmesh_replica_apply_lag_seconds_bucket{kind="task",le="${le}"} ${task[i]}`,
+              `agentmesh_replica_apply_lag_seconds_bucket{kind="agent",le="${le}"} ${agent[i]}`,
+            ])
+            .join('\n'),
+        ),
+        'replica_apply_lag_seconds',
+      );
+    const prev = reading([5, 5, 5, 5], [0, 0, 0, 0]);
+    assert.deepEqual(
+      [...prev],
+      [
+        [0.01, 5],
+        [0.1, 5],
+        [1, 5],
+        [Infinity, 5],
+      ],
+    );
+    // Between the readings: 10 observations, 4 up to 10 ms, 4 more up to 100 ms, 2 up to 1 s.
+    const next = reading([7, 9, 10, 10], [2, 4, 5, 5]);
+    assert.equal(histogramQuantile(0.4, prev, next), 0.01);
+    assert.ok(Math.abs((histogramQuantile(0.5, prev, next) as number) - 0.0325) < 1e-9, 'interpolated in its bucket');
+    assert.equal(histogramQuantile(1, prev, next), 1);
+    assert.equal(histogramQuantile(0.5, next, next), null, 'nothing observed: no quantile');
+    assert.equal(histogramBuckets(parsePrometheus(''), 'replica_apply_lag_seconds').size, 0);
   });
 
   it('derives rates, treating a counter that went down as reset', () => {

@@ -3,7 +3,20 @@
  * second), with rates derived from consecutive scrapes, plus the convergence lag seen in the
  * event stream over the same second.
  */
-import { group, localWrites, parsePrometheus, rates, remoteApplies, replicationBytes, syncSessions } from './prom.js';
+import {
+  group,
+  histogramBuckets,
+  histogramQuantile,
+  localWrites,
+  parsePrometheus,
+  rates,
+  remoteApplies,
+  replicationBytes,
+  syncSessions,
+} from './prom.js';
+
+/** The node's own histogram of the time from a remote write to its delta applied here. */
+const APPLY_LAG = 'replica_apply_lag_seconds';
 
 /** Points kept: five minutes at one scrape a second. */
 const HISTORY = 300;
@@ -15,8 +28,12 @@ export interface MetricsPoint {
   applies: number | null;
   sessions: Map<string, number>;
   bytes: Map<string, number>;
+  /** Seen by the page: remote changes in the event stream, their writer's clock to arrival. */
   lagP50: number | null;
   lagMax: number | null;
+  /** From the node's apply-lag histogram over the last second, in ms (when the node has it). */
+  applyP50: number | null;
+  applyP99: number | null;
 }
 
 /** A named group of series over time, aligned with `t`, as uPlot takes its data. */
@@ -24,6 +41,8 @@ export interface SeriesSet {
   names: string[];
   data: [number[], ...(number | null)[][]];
 }
+
+const ms = (seconds: number | null): number | null => (seconds === null ? null : seconds * 1000);
 
 function quantile(sorted: readonly number[], q: number): number | null {
   if (sorted.length === 0) return null;
@@ -39,11 +58,14 @@ export class MetricsHistory {
         applies: Map<string, number>;
         sessions: Map<string, number>;
         bytes: Map<string, number>;
+        applyLag: Map<number, number>;
       }
     | undefined;
   private lags: number[] = [];
   /** Whether the node's exposition had any sync series at all (else the panel says so). */
   hasSyncSeries = false;
+  /** Whether the node exports its apply-lag histogram (the lag chart then shows it). */
+  hasApplyLag = false;
 
   /**
    * A change made on another node and applied here, `ms` after its writer's clock stamped it.
@@ -61,8 +83,10 @@ export class MetricsHistory {
       applies: group(samples, remoteApplies),
       sessions: group(samples, syncSessions),
       bytes: group(samples, replicationBytes),
+      applyLag: histogramBuckets(samples, APPLY_LAG),
     };
     this.hasSyncSeries = now.sessions.size > 0 || now.bytes.size > 0;
+    this.hasApplyLag = now.applyLag.size > 0;
     const prev = this.prev;
     this.prev = now;
     const lags = this.lags.sort((a, b) => a - b);
@@ -79,6 +103,8 @@ export class MetricsHistory {
       bytes: rates(prev.bytes, now.bytes, s),
       lagP50: quantile(lags, 0.5),
       lagMax: lags.length === 0 ? null : (lags[lags.length - 1] as number),
+      applyP50: ms(histogramQuantile(0.5, prev.applyLag, now.applyLag)),
+      applyP99: ms(histogramQuantile(0.99, prev.applyLag, now.applyLag)),
     });
     if (this.points.length > HISTORY) this.points.shift();
   }

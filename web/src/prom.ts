@@ -81,17 +81,57 @@ export function syncSessions(s: Sample): string | undefined {
 }
 
 /**
- * Replication bytes (sent plus received) by strategy: the eager paths (`push_bytes_*_total`,
- * `gossip_bytes_*_total`) and the sync protocol's phases (`sync_<phase>_bytes_*_total`), or
- * their labelled forms (`sync_bytes_total{phase|strategy}`, `push_bytes_total{direction}`).
+ * Replication bytes (sent plus received) by strategy: the eager paths (push streams, gossip) and
+ * the sync protocol's phases. Labelled names (`push_sent_bytes_total`,
+ * `gossip_published_bytes_total`, `sync_sent_bytes_total{phase}`) and the older flat ones
+ * (`push_bytes_sent_total`, `sync_<phase>_bytes_sent_total`) are both read.
  */
 export function replicationBytes(s: Sample): string | undefined {
   const n = strip(s.name);
+  const labelled = /^(push|gossip|sync)_(sent|received|published)_bytes_total$/.exec(n);
+  if (labelled !== null) return labelled[1] === 'sync' ? (s.labels.phase ?? s.labels.strategy ?? 'sync') : labelled[1];
   const eager = /^(push|gossip)_bytes(_sent|_received|_published)?_total$/.exec(n);
   if (eager !== null) return eager[1];
   if (/^sync_bytes(_sent|_received)?_total$/.test(n)) return s.labels.strategy ?? s.labels.phase ?? 'sync';
   const m = /^sync_([a-z0-9]+)_bytes_(sent|received)_total$/.exec(n);
   return m?.[1];
+}
+
+/**
+ * A histogram's cumulative bucket counts by upper bound (`le`), summed over its other labels
+ * (for example the record kind), with `+Inf` as Infinity. Empty when the histogram is absent.
+ */
+export function histogramBuckets(samples: readonly Sample[], name: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const s of samples) {
+    if (strip(s.name) !== `${name}_bucket` || s.labels.le === undefined) continue;
+    const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+    if (!Number.isNaN(le)) out.set(le, (out.get(le) ?? 0) + s.value);
+  }
+  return out;
+}
+
+/**
+ * The q-quantile of the observations between two readings of a histogram, interpolated within
+ * its bucket as Prometheus' `histogram_quantile` does; null when nothing was observed. A value in
+ * the +Inf bucket is reported as the highest finite bound.
+ */
+export function histogramQuantile(q: number, prev: Map<number, number>, next: Map<number, number>): number | null {
+  const bounds = [...next.keys()].sort((a, b) => a - b);
+  const counts = bounds.map((le) => Math.max(0, (next.get(le) ?? 0) - (prev.get(le) ?? 0)));
+  const total = counts[counts.length - 1] ?? 0;
+  if (total <= 0) return null;
+  const rank = q * total;
+  for (let i = 0; i < bounds.length; i++) {
+    const c = counts[i] as number;
+    if (c < rank) continue;
+    const upper = bounds[i] as number;
+    const lower = i === 0 ? 0 : (bounds[i - 1] as number);
+    if (!Number.isFinite(upper)) return lower;
+    const below = i === 0 ? 0 : (counts[i - 1] as number);
+    return c === below ? upper : lower + ((upper - lower) * (rank - below)) / (c - below);
+  }
+  return null;
 }
 
 /** Local writes (mutations made on this node). */

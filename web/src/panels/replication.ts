@@ -16,7 +16,14 @@ export function ReplicationPanel({ metrics }: { metrics: MetricsHistory }) {
         <${Chart}
           title="Convergence lag of remote changes (ms)"
           unit=" ms"
-          set=${metrics.series((p) => [p.lagP50, p.lagMax], ['median', 'max'])}
+          set=${
+            metrics.hasApplyLag
+              ? metrics.series(
+                  (p) => [p.applyP50, p.applyP99, p.lagMax],
+                  ['applied here, p50', 'applied here, p99', 'on this page, max'],
+                )
+              : metrics.series((p) => [p.lagP50, p.lagMax], ['on this page, median', 'on this page, max'])
+          }
         />
         <${Chart} title="Sync sessions per second, by strategy" unit="/s" set=${metrics.keyed((p) => p.sessions)} />
         <${Chart}
