@@ -202,6 +202,35 @@ describe('dashboard', { timeout: 120_000 }, () => {
     assert.deepEqual(problems, [], 'nothing went wrong in the browser');
   });
 
+  it('retries a failed task from the page', async () => {
+    const created = await b.call('POST', '/v1/tasks', {
+      id: 'dash-flaky',
+      type: 'progress',
+      title: 'Fails once',
+      capabilities: ['progress'],
+      payload: { steps: 2, stepMs: 50, failUntilAttempt: 2 },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const failed = await taskEnded<Task>(a, 'dash-flaky');
+    assert.equal(failed.status, 'FAILED', JSON.stringify(failed));
+    const card = page.locator('[data-column="FAILED"] [data-task-id="dash-flaky"]');
+    await card.waitFor({ timeout: 10_000 });
+    await card.click();
+    const detail = page.locator('[data-detail-id="dash-flaky"]');
+    await detail.getByRole('button', { name: 'Retry task' }).click({ timeout: 5_000 });
+    const done = await until(
+      () => b.get<Task & { attempt: number }>('/v1/tasks/dash-flaky'),
+      (t) => t.status === 'COMPLETED',
+      15_000,
+      'dash-flaky COMPLETED on b after the retry',
+    );
+    assert.equal(done.attempt, 2);
+    await page.locator('[data-column="COMPLETED"] [data-task-id="dash-flaky"]').waitFor({ timeout: 10_000 });
+    // The failed first attempt is in the detail's history.
+    await detail.getByRole('cell', { name: 'FLAKY' }).waitFor({ timeout: 5_000 });
+    assert.deepEqual(problems, [], 'nothing went wrong in the browser');
+  });
+
   it('submits a task from the page, with a clear error for a payload that is not JSON', async () => {
     const form = page.getByRole('form', { name: 'submit a task' });
     await form.locator('input[name="type"]').fill('progress');
@@ -215,13 +244,14 @@ describe('dashboard', { timeout: 120_000 }, () => {
     const before = await a.get<Task[]>('/v1/tasks');
     assert.equal(before.filter((t) => (t as Task & { title: string }).title === 'From the page').length, 0);
 
+    const detail = page.locator('[data-detail-id]');
+    const shown = await detail.getAttribute('data-detail-id', { timeout: 5_000 });
     await form.locator('textarea[name="payload"]').fill('{"steps": 3, "stepMs": 50}');
     await form.getByRole('button', { name: 'Submit task' }).click();
     // The new task opens in the detail; it runs on b's agent and completes.
-    const detail = page.locator('[data-detail-id]');
     await until(
       () => detail.getAttribute('data-detail-id', { timeout: 5_000 }),
-      (id) => id !== null && id !== 'dash-long',
+      (id) => id !== null && id !== shown,
       10_000,
       'the submitted task in the detail',
     );

@@ -62,6 +62,10 @@ function json(v: unknown): string {
   return JSON.stringify(v, null, 2) ?? 'undefined';
 }
 
+/**
+ * Retry is for FAILED tasks only: the node refuses it for any other status (a cancel is final: it
+ * outranks every later attempt), and the button says so by being disabled.
+ */
 function TaskDetail({ task, onClose }: { task: TaskView; onClose: () => void }) {
   const cancel = useAction();
   const retry = useAction();
@@ -109,7 +113,7 @@ function TaskDetail({ task, onClose }: { task: TaskView; onClose: () => void }) 
         Cancel task
       </button>
       <button
-        disabled=${!(task.status === 'FAILED' || task.status === 'CANCELLED') || retry.busy}
+        disabled=${task.status !== 'FAILED' || retry.busy}
         onClick=${() => retry.run(() => api('POST', `/v1/tasks/${encodeURIComponent(task.id)}/retry`))}
       >
         Retry task
