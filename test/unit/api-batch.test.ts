@@ -25,7 +25,7 @@ Promise<{ status: number; json: any; text: string }> {
 
 const meta = { model: 'm', region: 'eu', notes: 'n'.repeat(100) };
 
-describe('HTTP API: POST /v1/batch', T, () => {
+describe('HTTP API: POST /v1/batch and POST /v1/agents/:id/heartbeat', T, () => {
   let backend: TestBackend;
   let server: ApiServer;
   let base: string;
@@ -113,18 +113,6 @@ describe('HTTP API: POST /v1/batch', T, () => {
     assert.equal(r.json.ok, MAX_BATCH_OPS);
     assert.equal(backend.agents.list({ type: 'worker' }).length, MAX_BATCH_OPS);
   });
-});
-
-describe('HTTP API: POST /v1/agents/:id/heartbeat', T, () => {
-  let backend: TestBackend;
-  let server: ApiServer;
-  let base: string;
-  before(async () => {
-    backend = testBackend();
-    server = await createApiServer(backend, { host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
-    base = server.url;
-  });
-  after(() => server.close());
 
   it('updates liveness without rewriting the profile', async () => {
     await backend.agents.upsert('hb-1', { name: 'hb', type: 'llm', meta });
