@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { get as httpGet, type IncomingMessage } from 'node:http';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { ApiError, type ApiServer, type ApiServerOptions, buildApi, createApiServer } from '../../src/api/index.js';
@@ -959,6 +960,56 @@ describe('HTTP API: event stream', T, () => {
       } finally {
         again.close();
       }
+      assert.match((await call(s.base, 'GET', '/metrics')).text, /^agentmesh_api_sse_dropped_total 0$/m);
+    } finally {
+      await s.server.close();
+    }
+  });
+
+  it('a live client that stops reading during a burst is paced from the window, not dropped', async () => {
+    const b = testBackend();
+    const s = await startServer(b, { sse: { maxBufferBytes: 64 * 1024, windowBytes: 64 * 1024 * 1024 } });
+    try {
+      // A client that reads nothing while about 8 MB of events are written: more than the kernel's
+      // socket buffers and far more than the per-client bound.
+      const res = await new Promise<IncomingMessage>((ok, fail) =>
+        httpGet(`${s.base}/v1/events?kind=task`, ok).on('error', fail),
+      );
+      res.pause();
+      const n = 4000;
+      const payload = { text: 'p'.repeat(1900) };
+      for (let i = 0; i < n; i++) await b.tasks.create({ id: `burst-${i}`, type: 'x', payload });
+      // Now read everything: every event, in order, and no error event.
+      const ids: string[] = [];
+      let buf = '';
+      let errorEvent = false;
+      await new Promise<void>((done, fail) => {
+        const timer = setTimeout(() => fail(new Error(`only ${ids.length} of ${n} events arrived`)), 30_000);
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let k: number;
+          while ((k = buf.indexOf('\n\n')) >= 0) {
+            const frame = buf.slice(0, k);
+            buf = buf.slice(k + 2);
+            if (frame.includes('event: error')) errorEvent = true;
+            const m = /"id":"(burst-\d+)"/.exec(frame);
+            if (m !== null && frame.includes('event: task')) ids.push(m[1] as string);
+          }
+          if (ids.length >= n) {
+            clearTimeout(timer);
+            done();
+          }
+        });
+        res.on('end', () => fail(new Error(`stream ended after ${ids.length} events`)));
+        res.resume();
+      });
+      res.destroy();
+      assert.equal(errorEvent, false, 'no SLOW_CONSUMER error');
+      assert.deepEqual(
+        ids,
+        Array.from({ length: n }, (_, i) => `burst-${i}`),
+      );
       assert.match((await call(s.base, 'GET', '/metrics')).text, /^agentmesh_api_sse_dropped_total 0$/m);
     } finally {
       await s.server.close();

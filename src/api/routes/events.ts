@@ -26,8 +26,8 @@ export function eventRoutes(app: FastifyInstance, ctx: RouteContext): Set<SseCon
       log.error({ err, kind: event.kind, id: event.id }, 'event is not serializable; skipped'),
   });
   app.addHook('onClose', async () => events.close());
-  // A replaying client is paused once this many bytes wait in its socket, and resumes on drain:
-  // replay never trips the slow-consumer bound that protects live streaming.
+  // A replaying (or slow live) client is paused once this many bytes wait in its socket, and
+  // resumes on drain: it never trips the slow-consumer bound, which stays as a last guard.
   const replayHighWater = Math.max(1, Math.floor(sse.maxBufferBytes / 2));
 
   // No automatic HEAD twin: a HEAD request must not open a stream that never ends.
@@ -117,10 +117,26 @@ export function eventRoutes(app: FastifyInstance, ctx: RouteContext): Set<SseCon
       replaying = false;
     };
 
+    const startPump = (): void => {
+      pump().catch((err: unknown) => {
+        log.error({ err, reqId: request.id }, 'event stream replay failed');
+        conn.close();
+      });
+    };
+
     // Subscribing and positioning happen in this one synchronous block: no event can fall
     // between the replayed part and the live part.
     subscription.off = events.subscribe((e) => {
-      if (!replaying) deliver(e);
+      if (replaying) return;
+      if (conn.queuedBytes >= replayHighWater) {
+        // The client reads slower than events arrive: from here it is fed from the window at
+        // its own pace, like a replay. Only a client that falls behind the whole window loses
+        // events, and then a gap event says so; none is dropped for a burst.
+        replaying = true;
+        startPump();
+        return;
+      }
+      deliver(e);
     });
     cursor = events.lastSeq;
     let gap: GapInfo | undefined;
@@ -136,10 +152,7 @@ export function eventRoutes(app: FastifyInstance, ctx: RouteContext): Set<SseCon
     if (gap !== undefined) sendGap(gap, cursor);
     if (cursor < events.lastSeq) {
       replaying = true;
-      pump().catch((err: unknown) => {
-        log.error({ err, reqId: request.id }, 'event stream replay failed');
-        conn.close();
-      });
+      startPump();
     }
   });
 
