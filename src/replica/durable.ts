@@ -78,6 +78,8 @@ export class DurableReplica {
   private writing = false;
   private waiting = false;
 
+  /** A local mutation waits in `pending`: the next batch must be synced before it is acknowledged. */
+  private localPending = false;
   /** Local mutations refused because the store was too far behind. */
   refusedOverloaded = 0;
   /**
@@ -142,6 +144,7 @@ export class DurableReplica {
       );
     }
     const delta = this.replica.mutate(key, build);
+    this.localPending = true;
     // A mutation that changed nothing still advanced our seq: persist the dots anyway.
     if (!this.flushScheduled) this.schedule(undefined);
     await this.current;
@@ -215,6 +218,12 @@ export class DurableReplica {
       [META_DOTS, encodeMsgpack(this.replica.dots.toWire())],
       [META_HLC, encodeMsgpack(this.replica.clock.current)],
     ];
+    // Only batches holding a local mutation are synced: an acknowledgement promises durability.
+    // Remote changes alone are written without an fsync on every node: a crash may lose the
+    // newest of them (a suffix of the log, records and dots together), and anti-entropy brings
+    // them back from the peers that hold them; a later synced batch makes them durable too.
+    const sync = this.localPending;
+    this.localPending = false;
     this.writing = true;
     const done = (): void => {
       this.writing = false;
@@ -223,7 +232,7 @@ export class DurableReplica {
         this.writePending();
       }
     };
-    this.store.write({ records, meta }).then(
+    this.store.write({ records, meta }, { sync }).then(
       () => {
         if (this.failing !== undefined) this.recovered();
         resolve();
@@ -234,6 +243,7 @@ export class DurableReplica {
           // Memory is ahead of disk for these records: they go again with the next batch (with
           // the dots and clock of that moment), so the store catches up once it can write.
           for (const [key] of records) this.pending.add(key);
+          if (sync) this.localPending = true;
           this.fail(err);
         } else {
           // Memory is ahead of disk and no retry can fix it: refuse every further acknowledgement.

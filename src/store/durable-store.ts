@@ -145,6 +145,7 @@ type BatchOp =
 interface PendingWrite {
   ops: BatchOp[];
   bytes: number;
+  sync: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -357,12 +358,13 @@ export class DurableStore {
   }
 
   /**
-   * Persists `ops` atomically and durably. Resolves once the batch holding it was written with
-   * `sync: true`. Rejects with VALIDATION_FAILED (nothing written), STORE_CLOSED, or STORE_IO /
+   * Persists `ops` atomically, and durably unless `sync: false`. Resolves once the batch holding
+   * it was written (with `sync: true` when any write in it asked for durability; a later synced
+   * batch makes every earlier one durable too, as they share one log). Rejects with VALIDATION_FAILED (nothing written), STORE_CLOSED, or STORE_IO /
    * STORE_CORRUPT if LevelDB fails the batch (then every write in that batch rejects).
    * An empty write resolves once every earlier write has settled.
    */
-  write(ops: WriteOps): Promise<void> {
+  write(ops: WriteOps, options: { sync?: boolean } = {}): Promise<void> {
     if (this.#state !== 'open') return Promise.reject(closedError('write'));
     const batchOps: BatchOp[] = [];
     let bytes = 0;
@@ -417,7 +419,7 @@ export class DurableStore {
     }
     if (batchOps.length === 0) return this.flush();
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ops: batchOps, bytes, resolve, reject });
+      this.#queue.push({ ops: batchOps, bytes, sync: options.sync ?? true, resolve, reject });
       this.#flushing ??= this.#flushLoop();
     });
   }
@@ -442,6 +444,7 @@ export class DurableStore {
         }
         const group = this.#queue.splice(0, n);
         const ops: BatchOp[] = group.length === 1 ? (group[0] as PendingWrite).ops : [];
+        const sync = group.some((w) => w.sync);
         if (group.length > 1) for (const w of group) for (const op of w.ops) ops.push(op);
         const started = performance.now();
         if (this.#failingCode === 'STORE_FULL' || this.#failingCode === 'STORE_IO') {
@@ -464,7 +467,7 @@ export class DurableStore {
         try {
           const fault = this.#writeFault?.();
           if (fault !== undefined) throw fault;
-          await this.#db.batch(ops, { sync: true });
+          await this.#db.batch(ops, { sync });
         } catch (err) {
           const mapped = mapOpError(err, 'batch write');
           this.#stats.failedBatches += 1;
@@ -482,7 +485,7 @@ export class DurableStore {
         const s = this.#stats;
         s.lastBatchMs = performance.now() - started;
         s.batches += 1;
-        s.syncWrites += 1;
+        if (sync) s.syncWrites += 1;
         s.writes += group.length;
         s.ops += ops.length;
         if (group.length > s.maxBatchWrites) s.maxBatchWrites = group.length;

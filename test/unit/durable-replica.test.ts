@@ -283,6 +283,36 @@ describe('DurableReplica', () => {
     assert.deepEqual(noteSchema.value(c.get('note/r3') as RecordState).hits, 7);
   });
 
+  test('only batches holding a local mutation are synced; remote changes alone are written without fsync', async () => {
+    const dir = await tempDir();
+    const peer = noteReplica('node-p');
+    const a = noteReplica('node-a');
+    const { durable } = await openDurable(a, dir);
+    const s0 = durable.store.stats;
+    await setTitle(durable, 'note/mine', 'local');
+    const s1 = durable.store.stats;
+    assert.equal(s1.syncWrites - s0.syncWrites, 1, 'the local mutation was acknowledged after a synced batch');
+
+    assert.equal(a.applyDelta(remoteTitle(peer, 'note/r1', 'remote'), 'node-p'), 'applied');
+    await durable.flush();
+    const s2 = durable.store.stats;
+    assert.equal(s2.batches - s1.batches, 1, 'the remote change was written');
+    assert.equal(s2.syncWrites, s1.syncWrites, 'without an fsync');
+
+    // A local mutation in the same tick as a remote change: one batch, synced.
+    assert.equal(a.applyDelta(remoteTitle(peer, 'note/r2', 'remote 2'), 'node-p'), 'applied');
+    await setTitle(durable, 'note/mine', 'local 2');
+    const s3 = durable.store.stats;
+    assert.equal(s3.batches - s2.batches, 1);
+    assert.equal(s3.syncWrites - s2.syncWrites, 1);
+    await durable.close();
+
+    const b = noteReplica('node-a');
+    await openDurable(b, dir);
+    assert.equal(noteSchema.value(b.get('note/r1') as RecordState).title, 'remote');
+    assert.equal(noteSchema.value(b.get('note/r2') as RecordState).title, 'remote 2');
+  });
+
   test('a record that fails validation never reaches disk', async () => {
     const dir = await tempDir();
     const a = noteReplica('node-a');
