@@ -1,5 +1,6 @@
 import type { MembershipView } from '../membership/index.js';
 import type { MeshHost } from '../net/index.js';
+import { forEachChunked } from '../util/chunked.js';
 import { type AgentView, agentView, AGENT_KEY_PREFIX } from '../registry/agents.js';
 import type { AgentRegistry } from '../registry/agents.js';
 import type { Replica } from '../replica/index.js';
@@ -142,7 +143,6 @@ export class Scheduler {
 
   async start(): Promise<void> {
     await this.quorum.start();
-    for (const t of this.deps.tasks.list()) this.index(t);
     const r = this.deps.replica;
     this.offs.push(
       r.events.on('change', (e) => {
@@ -160,12 +160,31 @@ export class Scheduler {
     );
     this.timer = setInterval(() => this.tick(), this.tickMs);
     this.timer.unref();
-    this.kick();
+    // The tasks already in the replica are indexed in the background, in chunks: the node serves
+    // at once, and a change that arrives meanwhile is indexed by its event (index() reads the
+    // current state, so indexing a task twice is harmless).
+    const keys = [...r.keys()].filter((k) => k.startsWith(TASK_KEY_PREFIX));
+    this.indexed = forEachChunked(
+      keys,
+      (key) => {
+        const state = r.get(key);
+        const t = state === undefined ? undefined : taskView(key.slice(TASK_KEY_PREFIX.length), state);
+        if (t !== undefined) this.index(t);
+      },
+      { stopped: () => this.stopped },
+    ).then(
+      () => this.kick(),
+      (err: unknown) => this.deps.log.error({ err }, 'indexing the tasks at start failed'),
+    );
   }
+
+  /** Resolves once the tasks present at start are indexed (tests, and a clean stop). */
+  indexed: Promise<void> = Promise.resolve();
 
   async stop(): Promise<void> {
     this.stopped = true;
     for (const off of this.offs) off();
+    await this.indexed;
     if (this.timer) clearInterval(this.timer);
     await this.quorum.stop();
   }
