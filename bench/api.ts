@@ -30,7 +30,7 @@ import { MeshProcess, type MeshProcessOptions, shutdownNodes, until } from '../t
 import { cpuMs, killAllChildren, LineChild } from './api-child.js';
 import type { WriterConfig } from './api-writer.js';
 import type { Arrivals, WatcherSummary, WriteRecord, WriterSummary } from './api-workload.js';
-import { median, percentile, round, type Row } from './util.js';
+import { median, percentile, round, type Row, untilAllApplied } from './util.js';
 
 const env = (k: string, d: string): string => process.env[`MESH_BENCH_${k}`] ?? d;
 const NS = env('N', '3,5,10').split(',').map(Number);
@@ -608,22 +608,7 @@ async function ceiling(sys: MeshSystem): Promise<Cell> {
       x.call('POST', '/v1/admin/load', { count: CEILING_COUNT, agents: 200, concurrency: 512 }, 300_000),
     ),
   );
-  const targets = await Promise.all(
-    nodes.map(
-      async (x) =>
-        [
-          x.id,
-          (await x.get<{ versionVector: Record<string, number> }>('/v1/status')).versionVector[x.id] ?? 0,
-        ] as const,
-    ),
-  );
-  await until(
-    () => Promise.all(nodes.map((x) => x.get<{ versionVector: Record<string, number> }>('/v1/status'))),
-    (vvs) => vvs.every((s) => targets.every(([id, seq]) => (s.versionVector[id] ?? 0) >= seq)),
-    120_000,
-    'every node to apply every update',
-    50,
-  );
+  await untilAllApplied(nodes, 120_000);
   const ms = performance.now() - t0;
   const cpu = sum(nodes.map((x, i) => cpuMs(x.pid) - (cpu0[i] as number)));
   const total = CEILING_COUNT * nodes.length;

@@ -16,7 +16,7 @@ import { DeltaLog, type StrategyChoice, SyncProtocol } from '../src/sync/index.j
 import { taskSchema } from '../src/tasks/task-schema.js';
 import { initialRun, SPEC_DEFAULTS } from '../src/tasks/tasks.js';
 import { MeshProcess, startMesh, waitFor } from '../test/helpers/mesh-process.js';
-import { median, percentile, round, type Row } from './util.js';
+import { median, percentile, round, type Row, untilAllApplied } from './util.js';
 
 /** Follows a node's event stream and resolves waiters when an agent id shows up. */
 class EventWatcher {
@@ -144,24 +144,7 @@ async function throughput(n: number, perNode: number): Promise<Row> {
       ),
     );
     const localDone = performance.now();
-    const targets = await Promise.all(
-      nodes.map(
-        async (x) =>
-          [
-            x.id,
-            (await x.get<{ versionVector: Record<string, number> }>('/v1/status')).versionVector[x.id] ?? 0,
-          ] as const,
-      ),
-    );
-    await waitFor(
-      async () => {
-        const vvs = await Promise.all(nodes.map((x) => x.get<{ versionVector: Record<string, number> }>('/v1/status')));
-        return vvs.every((s) => targets.every(([id, seq]) => (s.versionVector[id] ?? 0) >= seq));
-      },
-      120_000,
-      'every node to apply every update',
-      50,
-    );
+    await untilAllApplied(nodes, 120_000);
     const total = n * perNode;
     const ms = performance.now() - t0;
     return {

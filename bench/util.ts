@@ -48,3 +48,28 @@ export function round(x: number, digits = 2): number {
 }
 
 export type Row = Record<string, string | number | boolean | null>;
+
+/** A node process as the suites reach it: its id and its API. */
+interface StatusSource {
+  id: string;
+  get<T>(path: string): Promise<T>;
+}
+type Status = { versionVector: Record<string, number> };
+
+/**
+ * Waits until every node's version vector holds every node's own writes as of now: the moment
+ * all updates made so far have been applied everywhere.
+ */
+export async function untilAllApplied(nodes: StatusSource[], timeoutMs: number): Promise<void> {
+  const targets = await Promise.all(
+    nodes.map(async (x) => [x.id, (await x.get<Status>('/v1/status')).versionVector[x.id] ?? 0] as const),
+  );
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const vvs = await Promise.all(nodes.map((x) => x.get<Status>('/v1/status')));
+    if (vvs.every((s) => targets.every(([id, seq]) => (s.versionVector[id] ?? 0) >= seq))) return;
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for every node to apply every update`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

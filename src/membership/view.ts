@@ -179,6 +179,11 @@ export class MembershipView {
     return s === 'alive' || s === 'suspect';
   }
 
+  /** Peers not considered dead (self excluded), without computing phi: cheap enough for hot paths. */
+  *liveIds(): IterableIterator<string> {
+    for (const [id, e] of this.entries) if (e.state !== 'dead') yield id;
+  }
+
   /** Every peer in the view (self excluded), in first-seen order, as of the last state change. */
   peers(): PeerInfo[] {
     const now = this.now();

@@ -282,7 +282,11 @@ export class MeshNode implements NodeInfo {
         batchMs: o.gossipBatchMs ?? 0,
         onGap: (_origin, peer) => scheduler.gap(peer),
         // Gossip only for members that no push stream reaches (a mesh not fully connected).
-        needed: () => membership.peers().some((p) => p.state !== 'dead' && !push.reaches(p.id)),
+        // Asked once per published batch: ids only, no phi computed.
+        needed: () => {
+          for (const id of membership.liveIds()) if (!push.reaches(id)) return true;
+          return false;
+        },
       }),
     );
     await this.use('sync-scheduler', scheduler);
